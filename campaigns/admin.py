@@ -1,0 +1,160 @@
+from django.contrib import admin
+
+from campaigns.models import Campaign, CampaignEvent, InboundMessage, Message, MessageTemplate
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "body", "updated_at"]
+    search_fields = ["name", "body"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+class CampaignEventInline(admin.TabularInline):
+    model = CampaignEvent
+    fields = ["created_at", "action", "from_status", "to_status", "user", "detail"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "status",
+        "account",
+        "scheduled_at",
+        "recipients_total",
+        "sent_count",
+        "delivered_count",
+        "failed_count",
+        "created_at",
+    ]
+    list_filter = ["status", "account"]
+    search_fields = ["name", "body"]
+    list_select_related = ["account", "template"]
+    autocomplete_fields = ["template", "lists"]
+    readonly_fields = [
+        "status",
+        "status_reason",
+        "recipients_total",
+        "queued_count",
+        "sent_count",
+        "delivered_count",
+        "failed_count",
+        "skipped_count",
+        "cancelled_count",
+        "unknown_count",
+        "credits_reserved",
+        "credits_charged",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "account", "sender", "template", "body"]}),
+        ("Recipients", {"fields": ["lists", "extra_numbers"]}),
+        ("Schedule", {"fields": ["scheduled_at"]}),
+        (
+            "Progress",
+            {
+                "fields": [
+                    "status",
+                    "status_reason",
+                    "recipients_total",
+                    "queued_count",
+                    "sent_count",
+                    "delivered_count",
+                    "failed_count",
+                    "skipped_count",
+                    "cancelled_count",
+                    "unknown_count",
+                    "credits_reserved",
+                    "credits_charged",
+                    "started_at",
+                    "finished_at",
+                ]
+            },
+        ),
+        (None, {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
+    inlines = [CampaignEventInline]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "phone",
+        "campaign",
+        "status",
+        "segments",
+        "credits",
+        "provider_ref",
+        "raw_status",
+        "sent_at",
+        "status_at",
+    ]
+    list_filter = ["status", "encoding"]
+    search_fields = ["=phone", "=provider_ref"]
+    list_select_related = ["campaign"]
+    show_full_result_count = False
+    raw_id_fields = ["campaign", "contact"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "phone", "body", "action", "contact", "campaign", "account"]
+    list_filter = ["action", "account"]
+    search_fields = ["=phone", "body"]
+    list_select_related = ["contact", "campaign", "account"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CampaignEvent)
+class CampaignEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "campaign", "action", "from_status", "to_status", "user"]
+    list_filter = ["action"]
+    search_fields = ["campaign__name", "detail"]
+    list_select_related = ["campaign", "user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

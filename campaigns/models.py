@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from contacts.fields import E164PhoneField
+from contacts.models import Contact, ContactList
+from providers.models import ProviderAccount
+
+
+class MessageTemplate(models.Model):
+    """A reusable body with ``{{ placeholders }}`` for contact fields."""
+
+    name = models.CharField(max_length=200, unique=True)
+    body = models.TextField()
+    defaults = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Values for placeholders a contact lacks, e.g. {"first_name": "there"}.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    OPEN_STATUSES = (Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED)
+
+    name = models.CharField(max_length=200)
+    account = models.ForeignKey(
+        ProviderAccount,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+        verbose_name="provider account",
+    )
+    sender = models.CharField(
+        max_length=15, blank=True, help_text="Sender ID; empty uses the account's default."
+    )
+    template = models.ForeignKey(
+        MessageTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+    body = models.TextField(
+        blank=True, help_text="Message text; empty uses the template's. {{ first_name }} etc."
+    )
+    lists = models.ManyToManyField(ContactList, blank=True, related_name="campaigns")
+    extra_numbers = models.TextField(
+        blank=True, help_text="More numbers, one per line or separated by commas."
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+
+    # The quote the user confirmed when sending/scheduling (JSON snapshot).
+    confirmed_quote = models.JSONField(null=True, blank=True, editable=False)
+    credits_reserved = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0"), editable=False
+    )
+    credits_charged = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0"), editable=False
+    )
+
+    # Counters, kept by the services that move messages between states.
+    recipients_total = models.PositiveIntegerField(default=0, editable=False)
+    queued_count = models.PositiveIntegerField(default=0, editable=False)
+    sent_count = models.PositiveIntegerField(default=0, editable=False)
+    delivered_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_count = models.PositiveIntegerField(default=0, editable=False)
+    skipped_count = models.PositiveIntegerField(default=0, editable=False)
+    cancelled_count = models.PositiveIntegerField(default=0, editable=False)
+    unknown_count = models.PositiveIntegerField(default=0, editable=False)
+    planned = models.BooleanField(default=False, editable=False)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("send_campaign", "Can send, schedule, pause, resume and cancel")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_body(self) -> str:
+        if self.body:
+            return self.body
+        return self.template.body if self.template_id else ""
+
+    @property
+    def effective_sender(self) -> str:
+        return self.sender or self.account.default_sender
+
+
+class Message(models.Model):
+    """One recipient of one campaign. ``(campaign, phone)`` is unique, so a
+    recipient can never be planned twice."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Submitting"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        EXPIRED = "expired", "Expired"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+        UNKNOWN = "unknown", "Unknown"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    phone = E164PhoneField()
+    body = models.TextField()
+    encoding = models.CharField(max_length=5, default="GSM-7")
+    segments = models.PositiveSmallIntegerField(default=1)
+    credits = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    status_reason = models.CharField(max_length=255, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_ref = models.CharField(max_length=100, blank=True)
+    provider_batch_ref = models.CharField(max_length=100, blank=True)
+    raw_status = models.CharField(max_length=100, blank=True)
+    raw_error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "phone"], name="one_message_per_recipient")
+        ]
+        indexes = [
+            # Claiming the next batch and counting by state.
+            models.Index(fields=["campaign", "status", "id"], name="msg_campaign_status"),
+            # Applying provider reports.
+            models.Index(
+                fields=["provider_ref"], name="msg_provider_ref", condition=~Q(provider_ref="")
+            ),
+            # Polling what is still in flight.
+            models.Index(fields=["status", "sent_at"], name="msg_status_sent_at"),
+            models.Index(fields=["claim_token"], name="msg_claim_token"),
+            models.Index(fields=["phone"], name="msg_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.status})"
+
+
+class InboundMessage(models.Model):
+    """A reply received from a provider (webhook or poll)."""
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.PROTECT, related_name="inbound_messages"
+    )
+    phone = E164PhoneField()
+    to_number = models.CharField(max_length=20, blank=True)
+    body = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    provider_ref = models.CharField(max_length=100, blank=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    in_reply_to = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    action = models.CharField(
+        max_length=20, blank=True, help_text="opt_out / opt_in when the reply was a keyword."
+    )
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "inbound message"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "provider_ref"],
+                condition=~Q(provider_ref=""),
+                name="unique_inbound_per_provider_ref",
+            )
+        ]
+        indexes = [models.Index(fields=["phone", "-received_at"], name="inbound_phone")]
+
+    def __str__(self) -> str:
+        return f"{self.phone}: {self.body[:40]}"
+
+
+class CampaignEvent(models.Model):
+    """Audit trail: who did what to a campaign, when, from which state."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    detail = models.TextField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.from_status}→{self.to_status}"

@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+
+from providers.models import CreditTransaction, ProviderAccount
+
+
+class ProviderAccountForm(forms.ModelForm):
+    """Credentials are write-only: the stored values are never sent to the browser.
+
+    Leave the field empty to keep what is stored; enter a JSON object to replace it.
+    """
+
+    credentials_input = forms.CharField(
+        label="Credentials",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        help_text='JSON, e.g. {"username": "…", "password": "…"}. '
+        "Leave empty to keep the stored credentials; they are never displayed.",
+    )
+
+    class Meta:
+        model = ProviderAccount
+        exclude = ["credentials", "balance", "reserved"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        keys = sorted((self.instance.credentials or {}).keys()) if self.instance.pk else []
+        if keys:
+            self.fields["credentials_input"].help_text = (
+                f"Stored: {', '.join(keys)} (values hidden). "
+                + self.fields["credentials_input"].help_text
+            )
+
+    def clean_credentials_input(self):
+        raw = self.cleaned_data["credentials_input"].strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                f"Credentials must be a JSON object: {exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}."
+            ) from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Credentials must be a JSON object like {"key": "value"}.')
+        return value
+
+    def save(self, commit=True):
+        new = self.cleaned_data.get("credentials_input")
+        if new is not None:
+            self.instance.credentials = new
+        return super().save(commit=commit)
+
+
+class SubAccountInline(admin.TabularInline):
+    model = ProviderAccount
+    fk_name = "parent"
+    fields = ["name", "backend", "balance", "reserved", "is_active"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class LedgerInline(admin.TabularInline):
+    model = CreditTransaction
+    fk_name = "account"
+    fields = [
+        "created_at",
+        "kind",
+        "amount",
+        "reserved_change",
+        "balance_after",
+        "reserved_after",
+        "reference",
+        "created_by",
+        "note",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-id"]
+    max_num = 0
+    verbose_name_plural = "Latest ledger rows (all of them under Credit transactions)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by")
+
+
+class VisibleAccountsMixin:
+    """Resellers see only accounts they own and their sub-accounts, everywhere
+    the admin lists or fetches them (changelist, search, autocomplete, detail)."""
+
+    def visible_accounts(self, request):
+        return ProviderAccount.objects.visible_to(request.user)
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
+    form = ProviderAccountForm
+    list_display = [
+        "name",
+        "backend",
+        "parent",
+        "balance",
+        "reserved",
+        "available_display",
+        "is_active",
+    ]
+    list_filter = ["backend", "is_active"]
+    search_fields = ["name"]
+    list_select_related = ["parent"]
+    readonly_fields = [
+        "balance",
+        "reserved",
+        "available_display",
+        "webhook_token",
+        "created_at",
+        "updated_at",
+    ]
+    autocomplete_fields = ["parent", "owners"]
+    inlines = [SubAccountInline, LedgerInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "backend",
+                    "credentials_input",
+                    "base_url",
+                    "default_sender",
+                    "is_active",
+                ]
+            },
+        ),
+        ("Reseller", {"fields": ["parent", "owners"]}),
+        (
+            "Credits",
+            {
+                "fields": [
+                    "balance",
+                    "reserved",
+                    "available_display",
+                    "low_balance_threshold",
+                    "credits_per_segment",
+                    "country_rates",
+                ]
+            },
+        ),
+        (
+            "Pace and quiet hours",
+            {
+                "fields": [
+                    "requests_per_second",
+                    "messages_per_second",
+                    "send_window_start",
+                    "send_window_end",
+                    "time_zone",
+                ]
+            },
+        ),
+        ("Webhooks", {"fields": ["webhook_token"]}),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs.filter(pk__in=self.visible_accounts(request).values("pk"))
+
+    @admin.display(description="Available")
+    def available_display(self, obj):
+        return obj.available if obj.pk else "-"
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser or request.user.has_perm("providers.change_provideraccount"):
+            return fieldsets
+        # Resellers: no credentials, owners or webhook secrets.
+        hidden = {"credentials_input", "owners", "webhook_token", "base_url"}
+        return [
+            (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
+            for title, opts in fieldsets
+            if [f for f in opts["fields"] if f not in hidden]
+        ]
+
+
+@admin.register(CreditTransaction)
+class CreditTransactionAdmin(VisibleAccountsMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "account",
+        "kind",
+        "amount",
+        "reserved_change",
+        "balance_after",
+        "reserved_after",
+        "reference",
+        "created_by",
+    ]
+    list_filter = ["kind", "created_at", "account"]
+    search_fields = ["reference", "note", "account__name"]
+    list_select_related = ["account", "created_by", "counterparty"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs.filter(account__in=self.visible_accounts(request).values("pk"))
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    # The ledger is append-only: rows are written by services, never by hand.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        if not (request.user.is_superuser or request.user.has_perm("providers.view_all_accounts")):
+            # The account filter would list every account name.
+            filters.remove("account")
+        return filters

@@ -1,0 +1,451 @@
+"""The backend contract every provider fits, and the HTTP plumbing they share.
+
+Modelled on ``django.core.mail`` backends and django-anymail: this module owns
+the HTTP client, timeouts, JSON decoding, error classification and
+redaction; a provider module only builds payloads and parses answers.
+Backends take and return the plain value objects below and never touch a
+model.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+logger = logging.getLogger("providers.backends")
+
+
+class DeliveryStatus(enum.StrEnum):
+    """The closed status vocabulary every provider status maps onto."""
+
+    QUEUED = "queued"  # accepted, not yet handed to the network (or scheduled)
+    SENT = "sent"  # handed to the carrier, no receipt yet
+    DELIVERED = "delivered"  # handset receipt
+    UNDELIVERED = "undelivered"  # carrier could not deliver
+    EXPIRED = "expired"  # validity ran out before delivery
+    REJECTED = "rejected"  # refused by provider/carrier (bad number, content, ...)
+    FAILED = "failed"  # failed for another reason
+    UNKNOWN = "unknown"  # anything we cannot map; the raw value is kept
+
+
+#: Final states: a report never moves a message out of one of these.
+FINAL_STATUSES = frozenset(
+    {
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.UNDELIVERED,
+        DeliveryStatus.EXPIRED,
+        DeliveryStatus.REJECTED,
+        DeliveryStatus.FAILED,
+    }
+)
+
+#: Order used to refuse going backwards (a late "sent" after "delivered").
+STATUS_RANK = {
+    DeliveryStatus.UNKNOWN: 0,
+    DeliveryStatus.QUEUED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.UNDELIVERED: 3,
+    DeliveryStatus.EXPIRED: 3,
+    DeliveryStatus.REJECTED: 3,
+    DeliveryStatus.FAILED: 3,
+}
+
+
+def map_status(table: Mapping[str, DeliveryStatus], raw: Any) -> DeliveryStatus:
+    """Look ``raw`` up in a provider's table (case-insensitive for strings);
+    anything unmapped is ``UNKNOWN`` (the caller keeps the raw value)."""
+    if raw is None:
+        return DeliveryStatus.UNKNOWN
+    key = str(raw).strip()
+    return table.get(key, table.get(key.upper(), DeliveryStatus.UNKNOWN))
+
+
+class Capability(enum.StrEnum):
+    SCHEDULE = "schedule"
+    PAUSE = "pause"
+    CANCEL = "cancel"
+    DLR_POLL = "dlr_poll"
+    DLR_WEBHOOK = "dlr_webhook"
+    REPLIES_POLL = "replies_poll"
+    REPLIES_WEBHOOK = "replies_webhook"
+    BALANCE = "balance"
+    TOPUP = "topup"
+    OPTOUTS = "optouts"
+    LISTS = "lists"
+    LOOKUP_BY_REFERENCE = "lookup_by_reference"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One message to send. ``reference`` is ours (unique per message) and is
+    passed to the provider wherever it accepts one, so a crash between
+    "provider accepted" and "recorded" can be reconciled."""
+
+    reference: str
+    to: str  # E.164 with "+"
+    body: str
+    sender: str = ""
+    send_at: datetime | None = None  # provider-side schedule (aware datetime)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The provider's answer for one OutboundSms (same ``reference``)."""
+
+    reference: str
+    accepted: bool
+    status: DeliveryStatus
+    provider_ref: str = ""  # the provider's id for this message
+    provider_batch_ref: str = ""  # campaign/batch id when the provider groups sends
+    raw_status: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    permanent: bool = True  # for a refused message: may it be retried?
+    credits: Decimal | None = None  # what the provider says it charged
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRef:
+    """Identifies a sent message at the provider, for status polling or cancel."""
+
+    provider_ref: str
+    provider_batch_ref: str = ""
+    reference: str = ""  # ours
+    to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A delivery report, normalised. Matched on ``provider_ref`` (or our
+    ``reference`` when the provider echoes it)."""
+
+    status: DeliveryStatus
+    provider_ref: str = ""
+    reference: str = ""
+    to: str = ""
+    raw_status: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    occurred_at: datetime | None = None
+    refunded: bool = False  # the provider returns the credits for this message
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """A reply from a handset."""
+
+    from_number: str  # E.164 with "+"
+    body: str
+    received_at: datetime
+    provider_ref: str = ""  # the provider's id for the reply (idempotency)
+    to_number: str = ""
+    in_reply_to_provider_ref: str = ""
+    raw: dict = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """Any failure talking to a provider.
+
+    ``permanent`` errors (authentication, validation, insufficient credit)
+    must not be retried; transient ones (timeouts, 5xx, 429) may be, after
+    ``retry_after`` seconds when the provider said so. ``kind`` lets callers
+    react without parsing text: "auth", "credit", "validation", "rate_limit",
+    "unavailable", "timeout", "protocol", "not_found", "unsupported".
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        permanent: bool = False,
+        retry_after: float | None = None,
+        kind: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = str(code)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.kind = kind
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return f"{self.message} (code {self.code})" if self.code else self.message
+
+
+class UnsupportedOperation(ProviderError):
+    def __init__(self, backend: str, operation: str) -> None:
+        super().__init__(
+            f"{backend} does not support {operation}.",
+            permanent=True,
+            kind="unsupported",
+        )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        from django.utils import timezone
+
+        return max(0.0, (when - timezone.now()).total_seconds())
+
+
+SECRET_KEYS = ("password", "secret", "key", "token", "authorization", "api_key", "apikey")
+
+
+def redact(data: Any) -> Any:
+    """A copy of ``data`` with every credential-looking value replaced."""
+    if isinstance(data, Mapping):
+        return {
+            k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) else redact(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
+class SmsBackend:
+    """Base class of every provider backend.
+
+    Subclasses set ``name``, ``capabilities``, ``max_batch``,
+    ``default_base_url`` and implement the operations they support; the
+    others raise :class:`UnsupportedOperation`. Use :meth:`request` for all
+    HTTP: it applies timeouts, auth, decoding and error classification.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    max_batch: ClassVar[int] = 1
+    default_base_url: ClassVar[str] = ""
+    #: Provider's own cap on API calls per second (0 = none documented).
+    max_requests_per_second: ClassVar[float] = 0
+    #: Minimum seconds between two reply polls (SMS Everyone: 60).
+    min_reply_poll_interval: ClassVar[float] = 0
+    #: Whether the provider returns credits for undelivered/expired/rejected.
+    refunds_failed: ClassVar[bool] = False
+    #: Maximum body length in characters for one message, by encoding.
+    max_length: ClassVar[dict[str, int]] = {"GSM-7": 612, "UCS-2": 268}
+
+    timeout = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
+
+    def __init__(
+        self,
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        account_key: str = "",
+        **options: Any,
+    ) -> None:
+        self.credentials = dict(credentials or {})
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.account_key = account_key
+        self.options = options
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    # ----------------------------------------------------------------- HTTP
+    @property
+    def client(self) -> httpx.Client:
+        """One reused client per backend instance (connection pooling)."""
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.base_url,
+                timeout=self.timeout,
+                transport=self._transport,
+                headers={"User-Agent": "smsoffice/0.1"},
+                follow_redirects=False,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request (override per provider)."""
+        return {}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        expect_json: bool = True,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> Any:
+        """Send one request and return the decoded JSON (or text).
+
+        Raises :class:`ProviderError`: transient for timeouts, connection
+        errors, 429 and 5xx (with ``retry_after`` from Retry-After), permanent
+        for the other 4xx after :meth:`classify_http_error` had its say.
+        """
+        all_headers = {**self.auth_headers(), **(headers or {})}
+        try:
+            response = self.client.request(
+                method,
+                path,
+                json=json_body,
+                data=data,
+                params=params,
+                headers=all_headers,
+                auth=auth,
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                f"{self.name}: {method} {path} timed out ({type(exc).__name__}).",
+                kind="timeout",
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                f"{self.name}: {method} {path} failed to connect ({type(exc).__name__}).",
+                kind="unavailable",
+            ) from None
+
+        body = self.decode(response, expect_json=expect_json)
+        if response.is_success or response.status_code in ok_statuses:
+            logger.debug("%s %s %s -> %s", self.name, method, path, response.status_code)
+            return body
+        raise self.classify_http_error(response, body)
+
+    def decode(self, response: httpx.Response, *, expect_json: bool = True) -> Any:
+        if not expect_json:
+            return response.text
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if response.is_success:
+                raise ProviderError(
+                    f"{self.name}: {response.request.method} {response.request.url.path} "
+                    f"answered HTTP {response.status_code} with a body that is not JSON: "
+                    f"{response.text[:200]!r}",
+                    kind="protocol",
+                    status_code=response.status_code,
+                ) from None
+            return response.text
+
+    def classify_http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+        """Turn a non-2xx answer into a ProviderError. Providers override
+        :meth:`error_details` to pull their own code and message out of ``body``."""
+        status = response.status_code
+        code, message = self.error_details(body)
+        message = message or (body if isinstance(body, str) else "") or response.reason_phrase
+        where = f"{self.name}: HTTP {status}"
+        if status == 429:
+            return ProviderError(
+                f"{where} rate limited: {message}",
+                code=code or "429",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                kind="rate_limit",
+                status_code=status,
+            )
+        if status >= 500:
+            return ProviderError(
+                f"{where} provider unavailable: {message}",
+                code=code or str(status),
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                kind="unavailable",
+                status_code=status,
+            )
+        kind = {401: "auth", 403: "auth", 402: "credit", 404: "not_found"}.get(status, "validation")
+        return ProviderError(
+            f"{where}: {message}",
+            code=code or str(status),
+            permanent=True,
+            kind=kind,
+            status_code=status,
+        )
+
+    def error_details(self, body: Any) -> tuple[str, str]:
+        """(code, message) from an error body; override per provider."""
+        if isinstance(body, Mapping):
+            return str(body.get("code", "") or ""), str(body.get("message", "") or "")
+        return "", ""
+
+    # ----------------------------------------------------------- operations
+    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
+        """Send up to ``max_batch`` messages; one SendResult per input, same order.
+
+        A refusal of the whole call raises ProviderError; a refusal of some
+        recipients comes back as results with ``accepted=False``.
+        """
+        raise UnsupportedOperation(self.name, "send")
+
+    def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
+        raise UnsupportedOperation(self.name, "status polling")
+
+    def lookup_by_reference(self, references: list[str]) -> list[SendResult]:
+        """For crash recovery: what the provider knows of messages sent with
+        our ``references``. Missing ones are absent from the result."""
+        raise UnsupportedOperation(self.name, "lookup by reference")
+
+    def fetch_replies(self) -> list[InboundSms]:
+        raise UnsupportedOperation(self.name, "reply polling")
+
+    def parse_webhook(self, request) -> list[StatusUpdate | InboundSms]:
+        """Parse a webhook request (a Django HttpRequest) into updates.
+
+        Raises :class:`WebhookError` for a body that is not what the provider sends.
+        """
+        raise UnsupportedOperation(self.name, "webhooks")
+
+    def webhook_response(self, request):
+        """The HttpResponse the provider expects after a webhook was handled."""
+        from django.http import HttpResponse
+
+        return HttpResponse("OK", content_type="text/plain")
+
+    def balance(self) -> Decimal:
+        raise UnsupportedOperation(self.name, "balance")
+
+    def top_up(self, credits: Decimal) -> Decimal:
+        """Add credits to this (sub-)account at the provider; returns the new balance."""
+        raise UnsupportedOperation(self.name, "top-up")
+
+    def cancel(self, ref: ProviderRef) -> None:
+        raise UnsupportedOperation(self.name, "cancel")
+
+    def pause(self, ref: ProviderRef) -> None:
+        raise UnsupportedOperation(self.name, "pause")
+
+    def resume(self, ref: ProviderRef) -> None:
+        raise UnsupportedOperation(self.name, "resume")
+
+
+class WebhookError(ValueError):
+    """A webhook body we cannot read; the view answers 400 with this text."""

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def backend_choices() -> list[tuple[str, str]]:
+    return [(key, key) for key in settings.SMS_BACKENDS]
+
+
+class ProviderAccountQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ProviderAccountQuerySet:
+        """Accounts ``user`` may see: all for staff with the global permission,
+        otherwise the accounts it owns and their sub-accounts."""
+        if user.is_superuser or user.has_perm("providers.view_all_accounts"):
+            return self
+        return self.filter(Q(owners=user) | Q(parent__owners=user)).distinct()
+
+
+class ProviderAccount(models.Model):
+    """An account at an SMS provider (or the simulator), with its credit balance.
+
+    A reseller account owns sub-accounts (``parent``); its owners may move
+    credits from it to them. ``balance`` and ``reserved`` are only ever changed
+    by the services in :mod:`providers.services`, which write the ledger.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    backend = models.CharField(max_length=40, choices=backend_choices, default="simulator")
+    credentials = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Provider credentials (e.g. username/password). Never shown after saving.",
+    )
+    base_url = models.URLField(blank=True, help_text="Leave empty for the provider's default.")
+    default_sender = models.CharField(max_length=15, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="sub_accounts",
+        help_text="The reseller account this is a sub-account of.",
+    )
+    owners = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="provider_accounts",
+        help_text="Users (resellers) who manage this account and its sub-accounts.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    # Pace: shared by every worker through the cache (see campaigns.pacing).
+    requests_per_second = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal("5"),
+        help_text="API calls per second at most (0 = the provider's own limit only).",
+    )
+    messages_per_second = models.PositiveIntegerField(
+        default=100, help_text="Recipients per second at most (0 = no limit)."
+    )
+    # Quiet hours, in the recipient's local time.
+    send_window_start = models.TimeField(null=True, blank=True)
+    send_window_end = models.TimeField(null=True, blank=True)
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="Used for quiet hours when a number's country spans several time zones.",
+    )
+
+    # Pricing: credits per SMS segment, by destination country.
+    credits_per_segment = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("1"))
+    country_rates = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Credits per segment by country code, e.g. {"GB": "2", "US": "1.5"}.',
+    )
+
+    balance = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    reserved = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    low_balance_threshold = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Warn the owners when the available balance falls below this (0 = never).",
+    )
+    low_balance_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    webhook_token = models.CharField(
+        max_length=64, unique=True, default=new_webhook_token, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProviderAccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("view_all_accounts", "Can see every provider account, not only owned ones"),
+            ("top_up_account", "Can move credits to owned sub-accounts"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance__gte=0), name="account_balance_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved__gte=0) & Q(reserved__lte=models.F("balance")),
+                name="account_reserved_within_balance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.reserved
+
+    def rate_for_region(self, region: str | None) -> Decimal:
+        """Credits per segment for a destination country (``"AU"``)."""
+        if region and region in (self.country_rates or {}):
+            return Decimal(str(self.country_rates[region]))
+        return self.credits_per_segment
+
+    def get_backend(self, **options):
+        from providers.backends import get_backend
+
+        return get_backend(self, **options)
+
+
+class CreditTransaction(models.Model):
+    """One append-only ledger row. ``balance`` is the sum of ``amount`` and
+    ``reserved`` the sum of ``reserved_change`` over an account's rows."""
+
+    class Kind(models.TextChoices):
+        TOP_UP = "top_up", "Top-up"
+        TRANSFER_OUT = "transfer_out", "Transfer to sub-account"
+        TRANSFER_IN = "transfer_in", "Transfer from reseller"
+        RESERVE = "reserve", "Reserve for campaign"
+        CHARGE = "charge", "Charge for sent messages"
+        RELEASE = "release", "Release of unused reservation"
+        REFUND = "refund", "Refund from provider"
+        ADJUSTMENT = "adjustment", "Staff adjustment"
+        PROVIDER_SYNC = "provider_sync", "Provider balance sync"
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    amount = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Change to the balance (negative = credits leave the account).",
+    )
+    reserved_change = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Change to the reserved credits.",
+    )
+    balance_after = models.DecimalField(max_digits=14, decimal_places=2)
+    reserved_after = models.DecimalField(max_digits=14, decimal_places=2)
+    counterparty = models.ForeignKey(
+        ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reference = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text='What it pays for, e.g. "campaign:12".'
+    )
+    idempotency_key = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    provider_response = models.JSONField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "credit transaction"
+        indexes = [models.Index(fields=["account", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} on {self.account}"
