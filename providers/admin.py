@@ -24,7 +24,7 @@ class ProviderAccountForm(forms.ModelForm):
 
     class Meta:
         model = ProviderAccount
-        exclude = ["credentials", "balance", "reserved"]
+        exclude = ["credentials", "balance", "reserved"]  # noqa: DJ006 - hide secrets
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
