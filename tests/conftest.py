@@ -25,14 +25,16 @@ def _plain_static_storage():
 def _isolated_cache(request):
     # The rate limiter and token caches live in the cache; start each test empty.
     # Without a database the DB cache cannot be reached (nor used by the test).
-    uses_db = request.node.get_closest_marker("django_db") or {
-        "db",
-        "transactional_db",
-    } & set(request.fixturenames)
-    if uses_db or django_settings.REDIS_URL:
-        from django.core.cache import cache
+    marker = request.node.get_closest_marker("django_db")
+    if "transactional_db" in request.fixturenames or (marker and marker.kwargs.get("transaction")):
+        request.getfixturevalue("transactional_db")
+    elif "db" in request.fixturenames or marker:
+        request.getfixturevalue("db")
+    elif not django_settings.REDIS_URL:
+        return
+    from django.core.cache import cache
 
-        cache.clear()
+    cache.clear()
 
 
 @pytest.fixture
