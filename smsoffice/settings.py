@@ -187,9 +187,7 @@ SMS_BACKENDS = {
     "simulator": "providers.backends.simulator.SimulatorBackend",
     "smseveryone": "providers.backends.smseveryone.SmsEveryoneBackend",
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
-    "fullsms": "providers.backends.fullsms.FullSmsBackend",
-    "transmitsms": "providers.backends.transmitsms.TransmitSmsBackend",
-    "callr": "providers.backends.callr.CallrBackend",
+    # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 
 # Public base URL used to build webhook addresses shown to staff
