@@ -22,6 +22,12 @@ class ProviderAccountForm(forms.ModelForm):
         "Leave empty to keep the stored credentials; they are never displayed.",
     )
 
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Leave empty for the provider's default.",
+    )
+
     class Meta:
         model = ProviderAccount
         exclude = ["credentials", "balance", "reserved"]  # noqa: DJ006 - hide secrets
