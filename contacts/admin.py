@@ -1,6 +1,8 @@
 from django.contrib import admin
+from import_export.admin import ImportExportModelAdmin
 
 from contacts.models import Contact, ContactList, ListMembership, OptOut
+from contacts.resources import ContactResource, OptOutResource
 
 
 class MembershipInline(admin.TabularInline):
@@ -11,7 +13,8 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ImportExportModelAdmin):
+    resource_classes = [ContactResource]
     list_display = ["phone", "first_name", "last_name", "email", "created_at"]
     search_fields = ["phone", "first_name", "last_name", "email"]
     list_filter = ["lists", "created_at"]
@@ -50,7 +53,8 @@ class ListMembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(OptOut)
-class OptOutAdmin(admin.ModelAdmin):
+class OptOutAdmin(ImportExportModelAdmin):
+    resource_classes = [OptOutResource]
     list_display = ["phone", "source", "reason", "created_by", "created_at"]
     list_filter = ["source", "created_at"]
     search_fields = ["phone", "reason"]

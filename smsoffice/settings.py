@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "import_export",
     "smsoffice",
     "contacts",
     "providers",
@@ -163,6 +164,15 @@ STORAGES = {
         )
     },
 }
+
+# --- CSV import/export (django-import-export) ---------------------------------
+# Imports run in a transaction: a file with any bad row writes nothing.
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+# Cells starting with = + - @ are neutralised so a spreadsheet won't run them.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 # --- Email (low-balance warnings) ---------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -144,11 +144,15 @@ def test_superuser_never_sees_stored_credentials_in_clear(client, superuser, mak
 def test_roles_are_created_idempotently(roles):
     from smsoffice.roles import ensure_roles
 
-    before = {name: set(group.permissions.values_list("codename", flat=True))
-              for name, group in roles.items()}
+    before = {
+        name: set(group.permissions.values_list("codename", flat=True))
+        for name, group in roles.items()
+    }
     again = ensure_roles()
-    after = {name: set(group.permissions.values_list("codename", flat=True))
-             for name, group in again.items()}
+    after = {
+        name: set(group.permissions.values_list("codename", flat=True))
+        for name, group in again.items()
+    }
     assert before == after
     assert "view_provideraccount" in after["Resellers"]
     assert "add_contact" in after["Operators"]

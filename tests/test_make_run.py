@@ -75,8 +75,12 @@ def test_make_run_serves_the_admin_and_the_printed_login_works(tmp_path):
             token = client.cookies["csrftoken"]
             response = client.post(
                 "/admin/login/?next=/admin/",
-                data={"username": "admin", "password": logins["admin"],
-                      "csrfmiddlewaretoken": token, "next": "/admin/"},
+                data={
+                    "username": "admin",
+                    "password": logins["admin"],
+                    "csrfmiddlewaretoken": token,
+                    "next": "/admin/",
+                },
                 headers={"Referer": f"{base}/admin/login/"},
             )
             assert response.status_code == 302 and response.headers["location"] == "/admin/"

@@ -26,7 +26,11 @@ def _manage(*args, env_overrides: dict[str, str]) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DATABASE_URL"}}
     env.update(env_overrides)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -71,8 +75,16 @@ def test_seed_demo_is_idempotent():
     from contacts.models import Contact, ContactList, ListMembership, OptOut
     from providers.models import CreditTransaction, ProviderAccount
 
-    models = [Campaign, MessageTemplate, Contact, ContactList, ListMembership, OptOut,
-              CreditTransaction, ProviderAccount]
+    models = [
+        Campaign,
+        MessageTemplate,
+        Contact,
+        ContactList,
+        ListMembership,
+        OptOut,
+        CreditTransaction,
+        ProviderAccount,
+    ]
     out = StringIO()
     call_command("seed_demo", stdout=out)
     counts = {m: m.objects.count() for m in models}
@@ -89,8 +101,11 @@ def test_seed_demo_is_idempotent():
 @pytest.mark.django_db
 def test_seeded_logins_work(client):
     call_command("seed_demo", stdout=StringIO())
-    for username, password in [("admin", "admin-demo-pass"), ("operator", "operator-demo-pass"),
-                               ("reseller", "reseller-demo-pass")]:
+    for username, password in [
+        ("admin", "admin-demo-pass"),
+        ("operator", "operator-demo-pass"),
+        ("reseller", "reseller-demo-pass"),
+    ]:
         assert client.login(username=username, password=password), username
         assert client.get("/admin/").status_code == 200
         client.logout()
