@@ -27,6 +27,15 @@ def backend_class(key: str) -> type[SmsBackend]:
     return import_string(path)
 
 
+def backend_capabilities(key: str) -> frozenset[str]:
+    """What the backend ``key`` can do, without instantiating it (for the
+    admin to show or hide buttons). Unknown keys have no capabilities."""
+    try:
+        return frozenset(backend_class(key).capabilities)
+    except (ImproperlyConfigured, ImportError):
+        return frozenset()
+
+
 def get_backend(account: ProviderAccount, **options) -> SmsBackend:
     """Instantiate the backend of ``account`` with its credentials and base URL.
 

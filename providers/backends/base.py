@@ -5,18 +5,32 @@ the HTTP client, timeouts, JSON decoding, error classification and
 redaction; a provider module only builds payloads and parses answers.
 Backends take and return the plain value objects below and never touch a
 model.
+
+Retries are not done here. A backend makes each call once and raises
+:class:`ProviderError` when it fails; the error says whether the call may be
+retried (``permanent``), when (``retry_after``) and whether the provider may
+have acted on it anyway (``maybe_processed``). The campaign engine owns
+retries, backoff and the retry cap, because only it knows which messages a
+call carried and can reschedule them without sending anyone twice.
+
+Nothing logged or raised here contains credentials: requests are logged as
+method, path and status only, and any credential value a provider echoes in
+an error text is masked (:meth:`SmsBackend.scrub`).
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -111,6 +125,9 @@ class SendResult:
     error_message: str = ""
     permanent: bool = True  # for a refused message: may it be retried?
     credits: Decimal | None = None  # what the provider says it charged
+    #: Not accepted as far as we know, but the call may have reached the
+    #: provider (e.g. a read timeout): reconcile, never blindly re-send.
+    outcome_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +169,25 @@ class InboundSms:
     raw: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteOptOut:
+    """A number on the provider's own opt-out list (capability "optouts")."""
+
+    number: str  # E.164 with "+"
+    added_at: datetime | None = None
+    reason: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteList:
+    """A contact list stored at the provider (capability "lists")."""
+
+    list_id: str
+    name: str
+    count: int = 0
+
+
 class ProviderError(Exception):
     """Any failure talking to a provider.
 
@@ -160,6 +196,16 @@ class ProviderError(Exception):
     ``retry_after`` seconds when the provider said so. ``kind`` lets callers
     react without parsing text: "auth", "credit", "validation", "rate_limit",
     "unavailable", "timeout", "protocol", "not_found", "unsupported".
+
+    ``maybe_processed`` is true when the request may have reached the
+    provider and been acted on although we got no answer (read timeout,
+    connection dropped mid-response, an answer we could not read). Messages
+    of such a call must be reconciled (``lookup_by_reference``) or left for
+    the status reports, never simply sent again. Connection failures and
+    refusals (4xx/5xx with a body) have ``maybe_processed`` false.
+
+    Backends never retry; the caller does, using ``permanent`` and
+    ``retry_after``.
     """
 
     def __init__(
@@ -171,6 +217,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         kind: str = "",
         status_code: int | None = None,
+        maybe_processed: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -179,6 +226,23 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.kind = kind
         self.status_code = status_code
+        self.maybe_processed = maybe_processed
+
+    @property
+    def retryable(self) -> bool:
+        return not self.permanent
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe description, e.g. for an audit row or ``Message.raw_error``."""
+        return {
+            "message": self.message,
+            "code": self.code,
+            "kind": self.kind,
+            "permanent": self.permanent,
+            "retry_after": self.retry_after,
+            "status_code": self.status_code,
+            "maybe_processed": self.maybe_processed,
+        }
 
     def __str__(self) -> str:
         return f"{self.message} (code {self.code})" if self.code else self.message
@@ -194,20 +258,67 @@ class UnsupportedOperation(ProviderError):
 
 
 def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        from django.utils import timezone
 
-        return max(0.0, (when - timezone.now()).total_seconds())
+def to_msisdn(number: str) -> str:
+    """``"+61400123456"`` → ``"61400123456"`` (international digits, no ``+``/``00``).
+
+    Raises a permanent ProviderError for anything that is not a number, so a
+    bad value is refused before it reaches a provider.
+    """
+    digits = (number or "").strip().replace(" ", "")
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if not digits.isdigit() or not 6 <= len(digits) <= 15:
+        raise ProviderError(
+            f"{number!r} is not an international phone number; expected E.164 such as "
+            "+61400123456.",
+            permanent=True,
+            kind="validation",
+        )
+    return digits
+
+
+def to_e164(number: str) -> str:
+    """A provider's MSISDN (``"61400123456"``, ``"+61…"`` or ``"0061…"``) as
+    ``"+61400123456"``; values that are not digits (alphanumeric senders) are
+    returned stripped but otherwise unchanged."""
+    value = (number or "").strip().replace(" ", "")
+    digits = value[1:] if value.startswith("+") else value
+    if digits.startswith("00"):
+        digits = digits[2:]
+    return f"+{digits}" if digits.isdigit() else value
+
+
+def parse_local_datetime(value: Any, tz: str | ZoneInfo = "UTC") -> datetime | None:
+    """Parse a provider timestamp (ISO-8601, ``T`` or space separated, with or
+    without zone). Naive values are read in ``tz``. Unreadable → ``None``."""
+    if not value:
+        return None
+    text = str(value).strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz))
+    return parsed
 
 
 SECRET_KEYS = ("password", "secret", "key", "token", "authorization", "api_key", "apikey")
@@ -247,6 +358,8 @@ class SmsBackend:
     #: Maximum body length in characters for one message, by encoding.
     max_length: ClassVar[dict[str, int]] = {"GSM-7": 612, "UCS-2": 268}
 
+    #: Per phase, in seconds. The read timeout stays well below the django-q2
+    #: task timeout (90 s) so a slow provider fails the call, not the worker.
     timeout = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
 
     def __init__(
@@ -264,6 +377,37 @@ class SmsBackend:
         self.options = options
         self._transport = transport
         self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        # Never the credentials: backends end up in logs and tracebacks.
+        return f"<{type(self).__name__} account={self.account_key or '-'}>"
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        return str(capability) in cls.capabilities
+
+    def require(self, capability: str, operation: str = "") -> None:
+        """Raise UnsupportedOperation unless this backend has ``capability``."""
+        if not self.supports(capability):
+            raise UnsupportedOperation(self.name, operation or str(capability))
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line or error message:
+        every credential string plus the Basic-auth encodings of user/password
+        pairs. Subclasses with tokens obtained at runtime add them."""
+        values = [v for v in self.credentials.values() if isinstance(v, str) and v]
+        user = str(self.credentials.get("username", "") or "")
+        password = str(self.credentials.get("password", "") or "")
+        if user or password:
+            values.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+        # Short values (a 2-letter region, "1") would mask harmless text.
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every credential value replaced by ``***``."""
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
 
     # ----------------------------------------------------------------- HTTP
     @property
@@ -314,6 +458,7 @@ class SmsBackend:
         for the other 4xx after :meth:`classify_http_error` had its say.
         """
         all_headers = {**self.auth_headers(), **(headers or {})}
+        where = f"{self.name}: {method} {path}"
         try:
             response = self.client.request(
                 method,
@@ -324,22 +469,54 @@ class SmsBackend:
                 headers=all_headers,
                 auth=auth,
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                f"{self.name}: {method} {path} timed out ({type(exc).__name__}).",
-                kind="timeout",
-            ) from None
-        except httpx.TransportError as exc:
-            raise ProviderError(
-                f"{self.name}: {method} {path} failed to connect ({type(exc).__name__}).",
+        # The exception texts are left out on purpose: some carry the URL,
+        # and a URL may carry credentials.
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing was sent: safe to try again.
+            error = ProviderError(
+                f"{where} could not connect in time ({type(exc).__name__}); "
+                "the request was not sent.",
                 kind="unavailable",
-            ) from None
+            )
+        except httpx.TimeoutException as exc:
+            error = ProviderError(
+                f"{where} timed out waiting for the answer ({type(exc).__name__}); "
+                "the provider may have acted on it.",
+                kind="timeout",
+                maybe_processed=True,
+            )
+        except (httpx.ConnectError, httpx.ProxyError) as exc:
+            error = ProviderError(
+                f"{where} failed to connect ({type(exc).__name__}); the request was not sent.",
+                kind="unavailable",
+            )
+        except httpx.UnsupportedProtocol:
+            error = ProviderError(
+                f"{where}: the base URL {self.base_url!r} is not an http(s) URL; "
+                "fix the account's base URL.",
+                permanent=True,
+                kind="validation",
+            )
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            # Connection dropped while reading/writing, bad encoding, ...
+            error = ProviderError(
+                f"{where} failed ({type(exc).__name__}); the provider may have acted on it.",
+                kind="unavailable",
+                maybe_processed=True,
+            )
+        else:
+            error = None
+        if error is not None:
+            logger.warning("%s", error)
+            raise error
 
         body = self.decode(response, expect_json=expect_json)
         if response.is_success or response.status_code in ok_statuses:
-            logger.debug("%s %s %s -> %s", self.name, method, path, response.status_code)
+            logger.debug("%s -> HTTP %s", where, response.status_code)
             return body
-        raise self.classify_http_error(response, body)
+        error = self.classify_http_error(response, body)
+        logger.warning("%s", error)
+        raise error
 
     def decode(self, response: httpx.Response, *, expect_json: bool = True) -> Any:
         if not expect_json:
@@ -350,12 +527,14 @@ class SmsBackend:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             if response.is_success:
+                # It said yes in a form we cannot read: it may have acted on it.
                 raise ProviderError(
                     f"{self.name}: {response.request.method} {response.request.url.path} "
                     f"answered HTTP {response.status_code} with a body that is not JSON: "
-                    f"{response.text[:200]!r}",
+                    f"{self.scrub(response.text[:200])!r}",
                     kind="protocol",
                     status_code=response.status_code,
+                    maybe_processed=True,
                 ) from None
             return response.text
 
@@ -365,7 +544,18 @@ class SmsBackend:
         status = response.status_code
         code, message = self.error_details(body)
         message = message or (body if isinstance(body, str) else "") or response.reason_phrase
+        message = self.scrub(str(message)[:500])
         where = f"{self.name}: HTTP {status}"
+        if status < 400:
+            # Redirects are not followed: a moved API must be configured, not guessed.
+            return ProviderError(
+                f"{where} redirect to {self.scrub(response.headers.get('Location', '?'))!r}; "
+                "check the account's base URL.",
+                code=str(status),
+                permanent=True,
+                kind="protocol",
+                status_code=status,
+            )
         if status == 429:
             return ProviderError(
                 f"{where} rate limited: {message}",
@@ -437,6 +627,9 @@ class SmsBackend:
         """Add credits to this (sub-)account at the provider; returns the new balance."""
         raise UnsupportedOperation(self.name, "top-up")
 
+    # Cancel/pause/resume act on what the provider holds on a schedule. When
+    # the provider groups messages (``provider_batch_ref``), they act on the
+    # whole group; callers call them once per distinct group.
     def cancel(self, ref: ProviderRef) -> None:
         raise UnsupportedOperation(self.name, "cancel")
 
@@ -445,6 +638,36 @@ class SmsBackend:
 
     def resume(self, ref: ProviderRef) -> None:
         raise UnsupportedOperation(self.name, "resume")
+
+    # Provider-side opt-outs (capability "optouts"). Numbers are E.164 with "+".
+    def optouts_add(self, numbers: list[str]) -> None:
+        raise UnsupportedOperation(self.name, "opt-out management")
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        raise UnsupportedOperation(self.name, "opt-out management")
+
+    def optouts_list(self) -> list[RemoteOptOut]:
+        raise UnsupportedOperation(self.name, "opt-out management")
+
+    # Provider-side contact lists (capability "lists").
+    def lists_list(self) -> list[RemoteList]:
+        raise UnsupportedOperation(self.name, "lists")
+
+    def list_numbers(self, list_id: str) -> list[str]:
+        raise UnsupportedOperation(self.name, "lists")
+
+    def list_create(self, name: str, numbers: list[str]) -> str:
+        """Create a list; returns its provider id."""
+        raise UnsupportedOperation(self.name, "lists")
+
+    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
+        raise UnsupportedOperation(self.name, "lists")
+
+    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
+        raise UnsupportedOperation(self.name, "lists")
+
+    def list_delete(self, list_id: str) -> None:
+        raise UnsupportedOperation(self.name, "lists")
 
 
 class WebhookError(ValueError):

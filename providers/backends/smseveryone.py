@@ -1,0 +1,858 @@
+"""SMS Everyone (https://smseveryone.com/api), per ``provider-docs/smseveryone.txt``.
+
+REST/JSON with Basic auth; one endpoint per area and an ``Action`` field
+choosing the operation. Every answer carries ``Code`` (0 = success, negative =
+the error table of the doc). Numbers travel as international digits without
+``+``.
+
+How our model maps onto theirs:
+
+- A provider *campaign* is one message text to many ``Destinations``. A send
+  batch is grouped by (body, sender, schedule); each group is one ``create``
+  call (split at ``max_batch``). The answer has one ``CampaignId`` and no
+  per-recipient id, so a message's ``provider_ref`` is
+  ``"<CampaignId>-<msisdn>"`` and its ``provider_batch_ref`` the CampaignId:
+  delivery receipts (``/api/DRStatus``) are per campaign and destination.
+- ``Reference`` is our reference of the group's first message, so a campaign
+  can be traced back to our messages in their web interface.
+- Cancel/pause/resume act on a whole provider campaign (``ProviderRef.
+  provider_batch_ref``).
+- There is no call that finds a campaign by ``Reference``, so
+  ``lookup_by_reference`` is not offered: a message left ``submitting`` by a
+  crash cannot be reconciled and must not be sent again blindly.
+- Schedule times (``TimeScheduled``) and the timestamps returned are in the
+  time zone SMS Everyone set for the account. The doc says accounts use
+  their local time unless SMS Everyone is asked otherwise; the backend reads
+  credentials ``time_zone`` (IANA name) and defaults to Australia/Sydney.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from providers.backends.base import (
+    Capability,
+    DeliveryStatus,
+    InboundSms,
+    OutboundSms,
+    ProviderError,
+    ProviderRef,
+    RemoteList,
+    RemoteOptOut,
+    SendResult,
+    SmsBackend,
+    StatusUpdate,
+    WebhookError,
+    map_status,
+    parse_local_datetime,
+    to_e164,
+    to_msisdn,
+)
+
+logger = logging.getLogger("providers.backends.smseveryone")
+
+#: ``Code`` values from the doc's "Error Codes" table: (doc text, kind, permanent).
+#: Codes -108/-109 and -500..-506 describe an outage; they are transient.
+ERROR_CODES: dict[int, tuple[str, str, bool]] = {
+    -2: ("Account suspended. Please contact SMS Everyone for more info.", "auth", True),
+    -100: ("Campaign create attempt with no CampaignID or ClientRef specified", "validation", True),
+    -101: ("Campaign create attempted to modify a deleted campaign", "validation", True),
+    -102: ("Campaign create attempted to modify a running campaign", "validation", True),
+    -103: ("Campaign create attempted to modify a completed campaign", "validation", True),
+    -104: ("Deletion request after campaign start time cutoff", "validation", True),
+    -105: ("Campaign deletion request for campaign that does not exist", "not_found", True),
+    -106: ("Deletion request for completed campaign", "validation", True),
+    -107: ("Deletion request for previously deleted campaign", "validation", True),
+    -108: ("Campaign rescheduled due to outage", "unavailable", False),
+    -109: ("Campaign rescheduled due to unknown reason", "unavailable", False),
+    -110: ("Campaign start time has already past", "validation", True),
+    -111: ("Campaign no destination number(s) specified", "validation", True),
+    -112: ("Campaign not specified for delete action", "validation", True),
+    -113: ("Campaign originator length invalid", "validation", True),
+    -114: ("Campaign originator contains invalid characters", "validation", True),
+    -115: ("Campaign schedule date invalid", "validation", True),
+    -116: (
+        "Campaign message length too long. Specify concat option for longer messages",
+        "validation",
+        True,
+    ),
+    -117: ("Campaign message text not specified", "validation", True),
+    -118: ("Campaign ID not specified for status action", "validation", True),
+    -119: ("Campaign Unicode characters not allowed in Message Text", "validation", True),
+    -120: ("Attempt to modify a non-existent campaign. Check Campaign Id", "not_found", True),
+    -121: ("Attempt to remove numbers from invalid campaign", "not_found", True),
+    -122: ("Invalid action specified", "validation", True),
+    -123: (
+        "Attempt to retrieve status of non-existent campaign. Check Campaign Id",
+        "not_found",
+        True,
+    ),
+    -124: ("Modification request after campaign start time cutoff", "validation", True),
+    -125: ("No valid Destinations or ListIds found to schedule", "validation", True),
+    -127: ("CampaignId not found", "not_found", True),
+    -128: ("CrmId not found", "not_found", True),
+    -129: ("Not allowed to add credits", "auth", True),
+    -130: ("Invalid amount of credits to add", "validation", True),
+    -131: (
+        "Campaign originator invalid. You must send from a registered origin",
+        "validation",
+        True,
+    ),
+    -132: ("Invalid date range", "validation", True),
+    -200: ("Credits remaining enquiry failed to locate Credit record", "credit", True),
+    -201: ("Credits to use for campaign not specified", "validation", True),
+    -202: ("Insufficient credits available to start campaign", "credit", True),
+    -203: ("Insufficient credits available to complete campaign", "credit", True),
+    -204: ("Insufficient business grade credits available to start campaign", "credit", True),
+    -205: ("Insufficient business grade credits available to complete campaign", "credit", True),
+    -206: ("Credit account is inactive", "credit", True),
+    -207: ("Credit record already exists for client", "validation", True),
+    -500: ("Default gateway offline. Using failover gateways.", "unavailable", False),
+    -501: ("Default gateway offline. Using system default gateway.", "unavailable", False),
+    -502: ("Default gateway offline. Campaign processing halted.", "unavailable", False),
+    -503: ("Default gateway offline. No failover gateways found.", "unavailable", False),
+    -504: ("Gateway offline. End-point unavailable.", "unavailable", False),
+    -505: ("Gateway offline. Manually set.", "unavailable", False),
+    -506: ("Gateway Offline. Unknown Reason.", "unavailable", False),
+}
+
+#: Codes that may come back *with* a CampaignId on create: the campaign exists
+#: at the provider (delayed or on a failover route), so its messages count as
+#: accepted and must never be sent again.
+CREATED_WITH_WARNING = {-108, -109, -500, -501, -502}
+#: Of those, the ones where the campaign is held rather than going out now.
+HELD_CODES = {-108, -109, -502}
+
+#: ``DeliveryReceiptStatusId`` (doc "Check the delivery status", JSON examples):
+#: 1 = "Successful delivery"; 2 = "Failed delivery ... permanent error" with the
+#: carrier's reason in ``Code`` (300 = "Invalid destination"). The doc's full
+#: table is an image we do not have; any other id maps to ``unknown`` and keeps
+#: the raw id.
+DR_STATUS: dict[str, DeliveryStatus] = {
+    "1": DeliveryStatus.DELIVERED,
+    "2": DeliveryStatus.UNDELIVERED,
+}
+
+#: Carrier codes seen in the doc (passed through from the carriers unaltered).
+CARRIER_CODES: dict[str, str] = {"300": "Invalid destination"}
+
+DEFAULT_TIME_ZONE = "Australia/Sydney"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def reply_ref(reference: str, number: str, text: str) -> str:
+    """Idempotency key of a reply, the same from the REST poll and the webhook.
+
+    The doc calls the reply's id ``ReferenceId`` (REST) and ``reference``
+    (webhook) without saying what it identifies. Keying on it alone would
+    merge distinct replies if it named the campaign, so the sender and a hash
+    of the text are part of the key: the same reply delivered twice still
+    gives the same key.
+    """
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{reference or '-'}-{to_msisdn_or_raw(number)}-{digest}"
+
+
+def to_msisdn_or_raw(number: str) -> str:
+    try:
+        return to_msisdn(number)
+    except ProviderError:
+        return (number or "").strip()
+
+
+class SmsEveryoneBackend(SmsBackend):
+    """SMS Everyone. Credentials: ``username``, ``password`` (Basic auth) and
+    optionally ``time_zone`` (the account's time zone at SMS Everyone).
+
+    Top-ups (``/api/credits``) authenticate as the account being topped up,
+    i.e. with this instance's credentials, which for a reseller's
+    sub-account are the sub-account's own.
+    """
+
+    name = "smseveryone"
+    capabilities = frozenset(
+        {
+            Capability.SCHEDULE,
+            Capability.PAUSE,
+            Capability.CANCEL,
+            Capability.DLR_POLL,
+            Capability.REPLIES_POLL,
+            Capability.REPLIES_WEBHOOK,
+            Capability.BALANCE,
+            Capability.TOPUP,
+            Capability.OPTOUTS,
+            Capability.LISTS,
+        }
+    )
+    #: Destinations per create call. The doc gives no cap; 500 keeps a request
+    #: small (~10 kB) and in line with the other providers.
+    max_batch = 500
+    #: At most this many create calls per ``send()`` (one per distinct body):
+    #: keeps a batch of personalised texts well inside the task timeout. The
+    #: rest come back as not attempted (transient) for the engine to requeue.
+    max_calls_per_send: ClassVar[int] = 25
+    default_base_url = "https://smseveryone.com/api"
+    #: "Please do not check this API any more often than 1 minute."
+    min_reply_poll_interval = 60
+    refunds_failed = False
+    #: The doc's "character limits per message" tables stop at 5 SMS.
+    max_length = {"GSM-7": 765, "UCS-2": 335}
+
+    # ------------------------------------------------------------ plumbing
+    def auth_headers(self) -> dict[str, str]:
+        username = str(self.credentials.get("username", "") or "")
+        password = str(self.credentials.get("password", "") or "")
+        if not username or not password:
+            raise ProviderError(
+                "SMS Everyone needs 'username' and 'password' in the account's credentials.",
+                permanent=True,
+                kind="auth",
+            )
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+    @property
+    def tz(self) -> ZoneInfo:
+        name = str(
+            self.options.get("time_zone") or self.credentials.get("time_zone") or DEFAULT_TIME_ZONE
+        )
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProviderError(
+                f"SMS Everyone time_zone {name!r} is not a time zone name; "
+                "use one such as 'Australia/Sydney' or 'UTC'.",
+                permanent=True,
+                kind="validation",
+            ) from None
+
+    def error_details(self, body: Any) -> tuple[str, str]:
+        if isinstance(body, Mapping):
+            return str(body.get("Code", "") or ""), str(body.get("Message", "") or "")
+        return "", ""
+
+    def code_error(
+        self, code: int, message: Any, *, operation: str, status_code: int | None = None
+    ) -> ProviderError:
+        """The ProviderError for a negative ``Code`` (doc "Error Codes" table)."""
+        said = self.scrub(str(message or "").strip())
+        if code in ERROR_CODES:
+            text, kind, permanent = ERROR_CODES[code]
+        else:
+            # Unknown codes: -5xx are gateway trouble; anything else we cannot
+            # safely retry.
+            text = "Unknown SMS Everyone error code"
+            kind, permanent = (
+                ("unavailable", False) if -599 <= code <= -500 else ("validation", True)
+            )
+        detail = f" (provider said: {said})" if said and said != text else ""
+        return ProviderError(
+            f"SMS Everyone {operation} failed: {text}{detail}.",
+            code=str(code),
+            permanent=permanent,
+            kind=kind,
+            status_code=status_code,
+        )
+
+    def classify_http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+        code = _int(body.get("Code")) if isinstance(body, Mapping) else None
+        if code is not None and code < 0 and response.status_code != 429:
+            # The documented code says more than the HTTP status.
+            return self.code_error(
+                code,
+                body.get("Message"),
+                operation=f"{response.request.method} {response.request.url.path}",
+                status_code=response.status_code,
+            )
+        return super().classify_http_error(response, body)
+
+    def call(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        operation: str,
+        allow: frozenset = frozenset(),
+    ) -> dict[str, Any]:
+        """POST ``payload`` as JSON and return the answer, raising for a
+        negative ``Code`` unless it is in ``allow``."""
+        body = self.request("POST", path, json_body=dict(payload))
+        if not isinstance(body, Mapping):
+            raise ProviderError(
+                f"SMS Everyone {operation}: expected a JSON object, got {type(body).__name__}.",
+                kind="protocol",
+                maybe_processed=True,
+            )
+        code = _int(body.get("Code"))
+        if code is not None and code < 0 and code not in allow:
+            error = self.code_error(code, body.get("Message"), operation=operation)
+            logger.warning("%s", error)
+            raise error
+        return dict(body)
+
+    def _campaign_id(self, ref: ProviderRef | str | int) -> int:
+        if isinstance(ref, ProviderRef):
+            value = ref.provider_batch_ref or ref.provider_ref.split("-", 1)[0]
+        else:
+            value = str(ref)
+        cid = _int(value)
+        if cid is None:
+            raise ProviderError(
+                f"{value!r} is not an SMS Everyone CampaignId.", permanent=True, kind="validation"
+            )
+        return cid
+
+    def _schedule(self, send_at: datetime | None) -> str:
+        """``TimeScheduled`` (``YYYYMMDDHHMM`` in the account's zone), or "" to send now."""
+        if send_at is None:
+            return ""
+        if send_at.tzinfo is None:
+            raise ProviderError(
+                f"Schedule time {send_at!r} has no time zone; pass an aware datetime.",
+                permanent=True,
+                kind="validation",
+            )
+        # A time already reached is sent now: the API refuses past times (-110).
+        if send_at <= datetime.now(UTC):
+            return ""
+        return send_at.astimezone(self.tz).strftime("%Y%m%d%H%M")
+
+    @staticmethod
+    def _originator(sender: str) -> str:
+        sender = (sender or "").strip()
+        if sender.startswith("+") and sender[1:].isdigit():
+            return sender[1:]
+        return sender
+
+    # ---------------------------------------------------------------- send
+    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
+        """Send ``batch``: one ``create`` call per (body, sender, schedule) group.
+
+        One result per message, in order. Numbers that are not E.164 are
+        refused without a call. If the first call fails, its ProviderError is
+        raised (nothing was accepted). Once a call succeeded, later failures
+        come back as results instead of an exception, so the accepted
+        messages are never lost: the failed call's messages carry the error
+        (``outcome_unknown`` when it may have been processed), and groups not
+        tried after a blocking error (or beyond ``max_calls_per_send``) carry
+        error_code ``not_attempted`` and ``permanent=False``.
+        """
+        results: list[SendResult | None] = [None] * len(batch)
+        groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+        for index, sms in enumerate(batch):
+            try:
+                msisdn = to_msisdn(sms.to)
+            except ProviderError as exc:
+                results[index] = SendResult(
+                    reference=sms.reference,
+                    accepted=False,
+                    status=DeliveryStatus.REJECTED,
+                    error_code="invalid_number",
+                    error_message=exc.message,
+                    permanent=True,
+                )
+                continue
+            key = (sms.body, self._originator(sms.sender), self._schedule(sms.send_at))
+            groups.setdefault(key, []).append((index, msisdn))
+
+        chunks = [
+            (key, members[start : start + self.max_batch])
+            for key, members in groups.items()
+            for start in range(0, len(members), self.max_batch)
+        ]
+        calls = 0
+        accepted_any = False
+        blocked: ProviderError | None = None
+        for (body, originator, scheduled), chunk in chunks:
+            if blocked is not None or calls >= self.max_calls_per_send:
+                reason = (
+                    f"not sent: an earlier call failed ({blocked})"
+                    if blocked is not None
+                    else f"not sent: more than {self.max_calls_per_send} calls in one batch"
+                )
+                for index, _ in chunk:
+                    results[index] = self._refused(batch[index], "not_attempted", reason, False)
+                continue
+            payload: dict[str, Any] = {"Message": body}
+            if originator:
+                payload["Originator"] = originator
+            payload["Reference"] = batch[chunk[0][0]].reference
+            if scheduled:
+                payload["TimeScheduled"] = scheduled
+            payload["Destinations"] = [msisdn for _, msisdn in chunk]
+            payload["Action"] = "create"
+            calls += 1
+            try:
+                answer = self.call(
+                    "/campaign", payload, operation="send", allow=frozenset(CREATED_WITH_WARNING)
+                )
+                code = _int(answer.get("Code")) or 0
+                campaign_id = answer.get("CampaignId")
+                if code < 0 and not campaign_id:
+                    # A warning code without a campaign: nothing was created.
+                    raise self.code_error(code, answer.get("Message"), operation="send")
+                if not campaign_id:
+                    raise ProviderError(
+                        "SMS Everyone send: the answer has no CampaignId; the campaign may "
+                        "exist at the provider.",
+                        kind="protocol",
+                        maybe_processed=True,
+                    )
+            except ProviderError as exc:
+                if not accepted_any:
+                    raise
+                for index, _ in chunk:
+                    results[index] = self._refused(
+                        batch[index],
+                        exc.code or exc.kind,
+                        exc.message,
+                        exc.permanent,
+                        outcome_unknown=exc.maybe_processed,
+                    )
+                if exc.kind != "validation":
+                    blocked = exc
+                continue
+            accepted_any = True
+            held = bool(scheduled) or code in HELD_CODES
+            for index, result in self._accepted(answer, chunk, batch, held=held):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    def _accepted(
+        self,
+        answer: Mapping[str, Any],
+        chunk: list[tuple[int, str]],
+        batch: list[OutboundSms],
+        *,
+        held: bool,
+    ) -> list[tuple[int, SendResult]]:
+        campaign_id = str(answer["CampaignId"])
+        count = _int(answer.get("Messages"))
+        credits = _decimal(answer.get("Credits"))
+        per_message = None
+        if credits is not None and count:
+            share = credits / count
+            if share == share.quantize(Decimal("0.01")):
+                per_message = share
+        if count is not None and count < len(chunk):
+            # Their opt-out wash or number check dropped some; the missing ones
+            # never get a receipt. We cannot tell which from this answer.
+            logger.warning(
+                "SMS Everyone campaign %s accepted %s of %s destinations.",
+                campaign_id,
+                count,
+                len(chunk),
+            )
+        code = str(_int(answer.get("Code")) or 0)
+        return [
+            (
+                index,
+                SendResult(
+                    reference=batch[index].reference,
+                    accepted=True,
+                    status=DeliveryStatus.QUEUED if held else DeliveryStatus.SENT,
+                    provider_ref=f"{campaign_id}-{msisdn}",
+                    provider_batch_ref=campaign_id,
+                    raw_status=code,
+                    credits=per_message,
+                ),
+            )
+            for index, msisdn in chunk
+        ]
+
+    @staticmethod
+    def _refused(
+        sms: OutboundSms,
+        code: str,
+        message: str,
+        permanent: bool,
+        *,
+        outcome_unknown: bool = False,
+    ) -> SendResult:
+        return SendResult(
+            reference=sms.reference,
+            accepted=False,
+            status=DeliveryStatus.UNKNOWN if outcome_unknown else DeliveryStatus.FAILED,
+            error_code=str(code),
+            error_message=message,
+            permanent=permanent,
+            outcome_unknown=outcome_unknown,
+        )
+
+    # -------------------------------------------------- campaign operations
+    def campaign_status(self, campaign_id: int | str) -> str:
+        """The provider's word for a campaign: "Scheduled", "Running", "Paused", "Deleted"…"""
+        answer = self.call(
+            "/campaign",
+            {"CampaignId": self._campaign_id(campaign_id), "Action": "status"},
+            operation="status",
+        )
+        return str(answer.get("Message", ""))
+
+    def modify_campaign(
+        self,
+        campaign_id: int | str,
+        *,
+        message: str | None = None,
+        originator: str | None = None,
+        send_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Change the text, sender or time of a scheduled campaign; returns the
+        answer (``Messages``, ``Segments``, ``Credits``)."""
+        payload: dict[str, Any] = {}
+        if message is not None:
+            payload["Message"] = message
+        if originator is not None:
+            payload["Originator"] = self._originator(originator)
+        # The doc's modify example spells it "CampaignID", as a string.
+        payload["CampaignID"] = str(self._campaign_id(campaign_id))
+        if send_at is not None:
+            scheduled = self._schedule(send_at)
+            if not scheduled:
+                raise ProviderError(
+                    "The new schedule time has already passed.", permanent=True, kind="validation"
+                )
+            payload["TimeScheduled"] = scheduled
+        payload["Action"] = "modify"
+        return self.call("/campaign", payload, operation="modify")
+
+    def cancel(self, ref: ProviderRef) -> None:
+        """Delete the provider campaign of ``ref`` (all its destinations).
+        Deleting one already deleted (-107) counts as done."""
+        self.call(
+            "/campaign",
+            {"CampaignId": self._campaign_id(ref), "Action": "delete"},
+            operation="cancel",
+            allow=frozenset({-107}),
+        )
+
+    def pause(self, ref: ProviderRef) -> None:
+        self.call(
+            "/campaign",
+            {"CampaignId": self._campaign_id(ref), "Action": "pause"},
+            operation="pause",
+        )
+
+    def resume(self, ref: ProviderRef) -> None:
+        self.call(
+            "/campaign",
+            {"CampaignId": self._campaign_id(ref), "Action": "unpause"},
+            operation="resume",
+        )
+
+    # ------------------------------------------------------------ receipts
+    def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
+        """Delivery receipts for ``refs``: one ``/api/DRStatus`` call per
+        provider campaign (with ``Destination`` when only one number of it is
+        asked). Messages without a receipt yet are absent. A campaign the
+        provider does not know is skipped with a warning."""
+        wanted: dict[int, set[str]] = {}
+        for ref in refs:
+            campaign_id = self._campaign_id(ref)
+            if ref.to:
+                msisdn = to_msisdn_or_raw(ref.to)
+            else:
+                msisdn = ref.provider_ref.split("-", 1)[1] if "-" in ref.provider_ref else ""
+            wanted.setdefault(campaign_id, set()).add(msisdn)
+        updates: list[StatusUpdate] = []
+        for campaign_id, numbers in wanted.items():
+            payload: dict[str, Any] = {"CampaignId": campaign_id}
+            if len(numbers) == 1 and "" not in numbers:
+                payload["Destination"] = next(iter(numbers))
+            try:
+                answer = self.call("/DRStatus", payload, operation="delivery status")
+            except ProviderError as exc:
+                if exc.kind == "not_found":
+                    logger.warning("SMS Everyone: %s", exc)
+                    continue
+                raise
+            for item in answer.get("Destinations") or []:
+                update = self._receipt(campaign_id, item)
+                if update is not None and ("" in numbers or to_msisdn_or_raw(update.to) in numbers):
+                    updates.append(update)
+        return updates
+
+    def _receipt(self, campaign_id: int, item: Any) -> StatusUpdate | None:
+        if not isinstance(item, Mapping) or not item.get("Destination"):
+            return None
+        destination = str(item["Destination"])
+        status = item.get("Status") if isinstance(item.get("Status"), Mapping) else {}
+        raw = status.get("DeliveryReceiptStatusId")
+        carrier_code = status.get("Code")
+        error_code = "" if carrier_code in (None, "", 0, "0") else str(carrier_code)
+        return StatusUpdate(
+            status=map_status(DR_STATUS, raw),
+            provider_ref=f"{campaign_id}-{to_msisdn_or_raw(destination)}",
+            to=to_e164(destination),
+            raw_status="" if raw is None else str(raw),
+            error_code=error_code,
+            error_message=CARRIER_CODES.get(error_code, ""),
+            occurred_at=parse_local_datetime(item.get("TimeStamp"), self.tz),
+        )
+
+    # ------------------------------------------------------------- replies
+    def _reply_poll_guard(self) -> None:
+        """Refuse a poll sooner than ``min_reply_poll_interval`` after the last
+        one for this account, across all processes (the shared cache)."""
+        from django.core.cache import cache
+
+        who = (
+            self.account_key
+            or hashlib.sha256(str(self.credentials.get("username", "")).encode()).hexdigest()[:16]
+        )
+        key = f"smsoffice:replies-poll:{self.name}:{who}"
+        now = time.time()
+        if not cache.add(key, now, timeout=int(self.min_reply_poll_interval)):
+            last = cache.get(key) or now
+            wait = max(1.0, self.min_reply_poll_interval - (now - float(last)))
+            raise ProviderError(
+                f"SMS Everyone replies may be polled at most once a minute; try again in "
+                f"{wait:.0f} s.",
+                kind="rate_limit",
+                retry_after=wait,
+            )
+
+    def fetch_replies(self) -> list[InboundSms]:
+        """Replies not retrieved before (the provider flags what it returns)."""
+        return self.replies()
+
+    def replies(
+        self,
+        *,
+        test: bool = False,
+        days: int | None = None,
+        date_start: date | None = None,
+        date_end: date | None = None,
+    ) -> list[InboundSms]:
+        """``/api/replies``: since the last poll by default; ``test`` leaves
+        them unflagged; ``days`` or a date range re-read older ones."""
+        payload: dict[str, Any] = {}
+        if test:
+            payload["Test"] = True
+        if days:
+            payload["Days"] = int(days)
+        if date_start:
+            payload["DateStart"] = date_start.isoformat()
+        if date_end:
+            payload["DateEnd"] = date_end.isoformat()
+        self._reply_poll_guard()
+        answer = self.call("/replies", payload, operation="replies")
+        replies = []
+        for item in answer.get("Messages") or []:
+            if not isinstance(item, Mapping) or not item.get("Originator"):
+                logger.warning("SMS Everyone reply without Originator skipped: %r", item)
+                continue
+            text = str(item.get("MessageText") or "")
+            number = to_e164(str(item["Originator"]))
+            replies.append(
+                InboundSms(
+                    from_number=number,
+                    body=text,
+                    received_at=parse_local_datetime(item.get("Received"), self.tz)
+                    or datetime.now(UTC),
+                    provider_ref=reply_ref(str(item.get("ReferenceId") or ""), number, text),
+                    to_number=to_e164(str(item.get("Recipient") or "")),
+                    raw=dict(item),
+                )
+            )
+        return replies
+
+    def parse_webhook(self, request) -> list[StatusUpdate | InboundSms]:
+        """A reply pushed as HTTP GET with query parameters ``originator``,
+        ``recipient``, ``reference``, ``message_text`` (and ``username``/
+        ``password``, which are dropped). Raises WebhookError when the sender
+        or the text is missing."""
+        source = request.GET if request.GET else request.POST
+        params = {str(k).lower(): v for k, v in source.items()}
+        originator = (params.get("originator") or "").strip()
+        if not originator:
+            raise WebhookError("SMS Everyone reply without 'originator' (the sender's number).")
+        number = to_e164(originator)
+        if not number[1:].isdigit():
+            raise WebhookError(f"SMS Everyone reply 'originator' {originator!r} is not a number.")
+        if "message_text" not in params:
+            raise WebhookError("SMS Everyone reply without 'message_text'.")
+        text = params["message_text"]
+        raw = {k: v for k, v in params.items() if k not in ("username", "password")}
+        recipient = (params.get("recipient") or "").strip()
+        return [
+            InboundSms(
+                from_number=number,
+                body=text,
+                received_at=datetime.now(UTC),
+                provider_ref=reply_ref(params.get("reference") or "", number, text),
+                to_number=to_e164(recipient) if recipient else "",
+                raw=raw,
+            )
+        ]
+
+    def webhook_response(self, request):
+        """The doc: "respond with nothing but a 0 (zero) … Just plain text"."""
+        from django.http import HttpResponse
+
+        return HttpResponse("0", content_type="text/plain")
+
+    # ------------------------------------------------------------- credits
+    def user_settings(self) -> dict[str, Any]:
+        """``/api/RetrieveUserSettings``: UserId, AllowUnicode, AllowInternational, Credits."""
+        return self.call("/RetrieveUserSettings", {}, operation="balance")
+
+    def balance(self) -> Decimal:
+        answer = self.user_settings()
+        credits = _decimal(answer.get("Credits"))
+        if credits is None:
+            raise ProviderError("SMS Everyone balance: the answer has no Credits.", kind="protocol")
+        return credits
+
+    def top_up(self, credits: Decimal | int) -> Decimal:
+        """Add whole ``credits`` to this account (``/api/credits``, authenticated
+        as this account); returns the new balance."""
+        amount = _decimal(credits)
+        if amount is None or amount <= 0 or amount != amount.to_integral_value():
+            raise ProviderError(
+                f"SMS Everyone tops up whole credits above zero; {credits!r} is not one.",
+                permanent=True,
+                kind="validation",
+            )
+        answer = self.call(
+            "/credits", {"credits": int(amount), "action": "add"}, operation="top-up"
+        )
+        balance = _decimal(answer.get("Credits"))
+        if balance is None:
+            raise ProviderError(
+                "SMS Everyone top-up: the answer has no Credits; check the balance.",
+                kind="protocol",
+                maybe_processed=True,
+            )
+        return balance
+
+    # ------------------------------------------------------------- opt-outs
+    def optouts_add(self, numbers: list[str]) -> None:
+        if numbers:
+            self.call(
+                "/optouts",
+                {"Action": "add", "Originator": [to_msisdn(n) for n in numbers]},
+                operation="opt-out",
+            )
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        if numbers:
+            self.call(
+                "/optouts",
+                {"Action": "delete", "Originator": [to_msisdn(n) for n in numbers]},
+                operation="opt-in",
+            )
+
+    def optouts_list(self) -> list[RemoteOptOut]:
+        answer = self.call("/optouts", {"Action": "list"}, operation="opt-out list")
+        return [
+            RemoteOptOut(
+                number=to_e164(str(item.get("Originator", ""))),
+                added_at=parse_local_datetime(item.get("Added"), self.tz),
+                reason=str(item.get("Reason") or ""),
+                text=str(item.get("MessageText") or ""),
+            )
+            for item in answer.get("OptOut") or []
+            if isinstance(item, Mapping) and item.get("Originator")
+        ]
+
+    # ---------------------------------------------------------------- lists
+    @staticmethod
+    def _records(numbers: list[str]) -> list[dict[str, str]]:
+        return [{"Number": ",".join(to_msisdn(n) for n in numbers)}]
+
+    def _crm_id(self, list_id: str | int) -> int:
+        value = _int(list_id)
+        if value is None:
+            raise ProviderError(
+                f"{list_id!r} is not an SMS Everyone CrmId.", permanent=True, kind="validation"
+            )
+        return value
+
+    def lists_list(self) -> list[RemoteList]:
+        answer = self.call("/crm", {"Action": "list"}, operation="lists")
+        return [
+            RemoteList(
+                list_id=str(group["CrmId"]),
+                name=str(group.get("Description") or ""),
+                count=_int(group.get("Count")) or 0,
+            )
+            for group in answer.get("Groups") or []
+            if isinstance(group, Mapping) and group.get("CrmId") and not group.get("Deleted")
+        ]
+
+    def list_numbers(self, list_id: str) -> list[str]:
+        answer = self.call(
+            "/crm", {"Action": "details", "CrmId": self._crm_id(list_id)}, operation="list details"
+        )
+        numbers = []
+        for record in answer.get("Records") or []:
+            if isinstance(record, Mapping):
+                numbers += [to_e164(n) for n in str(record.get("Number", "")).split(",") if n]
+        return numbers
+
+    def list_create(self, name: str, numbers: list[str]) -> str:
+        answer = self.call(
+            "/crm",
+            {"Action": "create", "Description": name, "Records": self._records(numbers)},
+            operation="list create",
+        )
+        if not answer.get("CrmId"):
+            raise ProviderError(
+                "SMS Everyone list create: the answer has no CrmId.",
+                kind="protocol",
+                maybe_processed=True,
+            )
+        return str(answer["CrmId"])
+
+    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
+        if numbers:
+            self.call(
+                "/crm",
+                {
+                    "Action": "append",
+                    "CrmId": self._crm_id(list_id),
+                    "Records": self._records(numbers),
+                },
+                operation="list append",
+            )
+
+    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
+        if numbers:
+            self.call(
+                "/crm",
+                {
+                    "Action": "remove",
+                    "CrmId": self._crm_id(list_id),
+                    "Records": self._records(numbers),
+                },
+                operation="list remove",
+            )
+
+    def list_delete(self, list_id: str) -> None:
+        self.call(
+            "/crm", {"Action": "delete", "CrmId": self._crm_id(list_id)}, operation="list delete"
+        )
