@@ -4,7 +4,10 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
+from django.utils import timezone
 
+from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.models import CreditTransaction, ProviderAccount
 
 
@@ -76,9 +79,18 @@ class SubAccountInline(admin.TabularInline):
         return False
 
 
+class LatestRowsFormSet(BaseInlineFormSet):
+    """Only the latest rows: an account's ledger grows without end."""
+
+    def get_queryset(self):
+        return super().get_queryset().order_by("-id")[: LedgerInline.latest]
+
+
 class LedgerInline(admin.TabularInline):
     model = CreditTransaction
     fk_name = "account"
+    formset = LatestRowsFormSet
+    latest = 20
     fields = [
         "created_at",
         "kind",
@@ -86,6 +98,7 @@ class LedgerInline(admin.TabularInline):
         "reserved_change",
         "balance_after",
         "reserved_after",
+        "counterparty",
         "reference",
         "created_by",
         "note",
@@ -95,9 +108,15 @@ class LedgerInline(admin.TabularInline):
     can_delete = False
     ordering = ["-id"]
     max_num = 0
-    verbose_name_plural = "Latest ledger rows (all of them under Credit transactions)"
+    verbose_name_plural = "Latest 20 ledger rows (all of them: the Ledger button above)"
 
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
     def get_queryset(self, request):
@@ -113,7 +132,7 @@ class VisibleAccountsMixin:
 
 
 @admin.register(ProviderAccount)
-class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
+class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelAdmin):
     form = ProviderAccountForm
     list_display = [
         "name",
@@ -127,11 +146,14 @@ class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
     list_filter = ["backend", "is_active"]
     search_fields = ["name"]
     list_select_related = ["parent"]
+    actions = ["top_up_selected", "reconcile_selected"]
     readonly_fields = [
         "balance",
         "reserved",
         "available_display",
+        "provider_balance_display",
         "webhook_token",
+        "webhook_urls",
         "created_at",
         "updated_at",
     ]
@@ -159,6 +181,7 @@ class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
                     "balance",
                     "reserved",
                     "available_display",
+                    "provider_balance_display",
                     "low_balance_threshold",
                     "credits_per_segment",
                     "country_rates",
@@ -177,7 +200,7 @@ class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Webhooks", {"fields": ["webhook_token"]}),
+        ("Webhooks", {"fields": ["webhook_token", "webhook_urls"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -185,16 +208,53 @@ class ProviderAccountAdmin(VisibleAccountsMixin, admin.ModelAdmin):
         qs = super().get_queryset(request)
         return qs.filter(pk__in=self.visible_accounts(request).values("pk"))
 
-    @admin.display(description="Available")
-    def available_display(self, obj):
-        return obj.available if obj.pk else "-"
+    @admin.display(description="Webhook URLs")
+    def webhook_urls(self, obj):
+        """The addresses to give the provider (its account page): one per kind
+        of push the backend supports. Built by URL name, so providers never
+        import campaigns (which serves them)."""
+        from django.conf import settings
+        from django.urls import reverse
+        from django.utils.html import format_html, format_html_join
+
+        from providers.backends import backend_class
+        from providers.backends.base import Capability
+
+        if not obj or not obj.pk:
+            return "-"
+        kinds = {
+            "status": (Capability.DLR_WEBHOOK, "Delivery reports"),
+            "inbound": (Capability.REPLIES_WEBHOOK, "Replies"),
+        }
+        capabilities = backend_class(obj.backend).capabilities
+        base = settings.PUBLIC_BASE_URL.rstrip("/")
+        rows = [
+            (
+                label,
+                base
+                + reverse(
+                    "hooks:webhook",
+                    kwargs={"provider": obj.backend, "token": obj.webhook_token, "kind": kind},
+                ),
+            )
+            for kind, (capability, label) in kinds.items()
+            if capability in capabilities
+        ]
+        if not rows:
+            return f"{obj.backend} pushes nothing to us; statuses and replies are polled."
+        note = "" if base else " (prefix with this site's address, or set PUBLIC_BASE_URL)"
+        return format_html(
+            "{}{}",
+            format_html_join("", "<div>{}: <code>{}</code></div>", rows),
+            note,
+        )
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if request.user.is_superuser or request.user.has_perm("providers.change_provideraccount"):
             return fieldsets
         # Resellers: no credentials, owners or webhook secrets.
-        hidden = {"credentials_input", "owners", "webhook_token", "base_url"}
+        hidden = {"credentials_input", "owners", "webhook_token", "webhook_urls", "base_url"}
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets
@@ -215,11 +275,18 @@ class CreditTransactionAdmin(VisibleAccountsMixin, admin.ModelAdmin):
         "reference",
         "created_by",
     ]
-    list_filter = ["kind", "created_at", "account"]
+    list_filter = [VisibleAccountFilter, "kind", "created_at"]
     search_fields = ["reference", "note", "account__name"]
     list_select_related = ["account", "created_by", "counterparty"]
     show_full_result_count = False
     date_hierarchy = "created_at"
+    actions = ["export_csv"]
+
+    @admin.action(description="Export the selected rows as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        # ``queryset`` comes from get_queryset: only rows of visible accounts.
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        return ledger_csv_response(queryset, filename=f"ledger-{stamp}.csv")
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -237,10 +304,3 @@ class CreditTransactionAdmin(VisibleAccountsMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def get_list_filter(self, request):
-        filters = list(super().get_list_filter(request))
-        if not (request.user.is_superuser or request.user.has_perm("providers.view_all_accounts")):
-            # The account filter would list every account name.
-            filters.remove("account")
-        return filters

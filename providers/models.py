@@ -94,6 +94,12 @@ class ProviderAccount(models.Model):
         help_text="Warn the owners when the available balance falls below this (0 = never).",
     )
     low_balance_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the provider last said the balance was (credits_reconcile); never
+    # copied into ``balance``: a difference is reported, not overwritten.
+    provider_balance = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, editable=False
+    )
+    provider_balance_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     webhook_token = models.CharField(
         max_length=64, unique=True, default=new_webhook_token, editable=False
@@ -108,6 +114,8 @@ class ProviderAccount(models.Model):
         permissions = [
             ("view_all_accounts", "Can see every provider account, not only owned ones"),
             ("top_up_account", "Can move credits to owned sub-accounts"),
+            ("add_credits", "Can add credits to any account (e.g. after a payment)"),
+            ("adjust_credits", "Can correct any account's credits with a reason"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -119,12 +127,51 @@ class ProviderAccount(models.Model):
             ),
         ]
 
+    #: Written only by :mod:`providers.services`, with a row lock and a ledger row.
+    CREDIT_FIELDS = frozenset(
+        {
+            "balance",
+            "reserved",
+            "low_balance_notified_at",
+            "provider_balance",
+            "provider_balance_checked_at",
+        }
+    )
+
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        """Saving an existing account never writes the credit fields.
+
+        An instance read before a concurrent top-up and saved after it (an
+        admin edit of the name, say) would otherwise write its stale balance
+        back and create or destroy credits. Those fields change only through
+        the services, with ``UPDATE`` under a row lock.
+        """
+        if self.pk is not None and not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in self.CREDIT_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def available(self) -> Decimal:
         return self.balance - self.reserved
+
+    @property
+    def is_low(self) -> bool:
+        """Available credits under the warning threshold (a 0 threshold never warns)."""
+        return self.low_balance_threshold > 0 and self.available < self.low_balance_threshold
+
+    @property
+    def provider_drift(self) -> Decimal | None:
+        """Provider balance minus ours at the last check (None: never checked)."""
+        if self.provider_balance is None:
+            return None
+        return self.provider_balance - self.balance
 
     def rate_for_region(self, region: str | None) -> Decimal:
         """Credits per segment for a destination country (``"AU"``)."""
@@ -187,6 +234,18 @@ class CreditTransaction(models.Model):
         ordering = ["-id"]
         verbose_name = "credit transaction"
         indexes = [models.Index(fields=["account", "-id"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~(Q(amount=0) & Q(reserved_change=0)),
+                name="ledger_row_moves_credits",
+            ),
+            models.CheckConstraint(
+                condition=Q(balance_after__gte=0)
+                & Q(reserved_after__gte=0)
+                & Q(reserved_after__lte=models.F("balance_after")),
+                name="ledger_row_after_within_bounds",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} on {self.account}"

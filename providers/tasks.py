@@ -1,0 +1,45 @@
+"""django-q2 entry points for credits. Tasks take ids and call a service."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ImproperlyConfigured
+
+from providers.backends import backend_class
+from providers.backends.base import Capability, ProviderError
+from providers.models import ProviderAccount
+from providers.services import credits_reconcile
+
+logger = logging.getLogger("providers.credits")
+
+
+def reconcile_balances(account_ids: list[int] | None = None) -> dict:
+    """Compare our balance with the provider's for every active account whose
+    backend reports a balance (or only ``account_ids``).
+
+    Reports drift (log, ``provider_balance`` on the account, return value);
+    never corrects a balance. One account failing does not stop the others.
+    Schedule it, e.g. hourly: ``Schedule.objects.create(func=
+    "providers.tasks.reconcile_balances", schedule_type=Schedule.HOURLY)``.
+    Returns ``{"checked": n, "drift": [Drift.as_dict()...], "errors": {name: text}}``.
+    """
+    accounts = ProviderAccount.objects.filter(is_active=True).order_by("pk")
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    checked, drifts, errors = 0, [], {}
+    for account in accounts:
+        try:
+            if Capability.BALANCE not in backend_class(account.backend).capabilities:
+                continue
+            drift = credits_reconcile(account=account)
+        except (ProviderError, ImproperlyConfigured, ImportError) as exc:
+            logger.warning("Could not check the provider balance of %s: %s", account.name, exc)
+            errors[account.name] = str(exc)
+            continue
+        checked += 1
+        if not drift.ok:
+            drifts.append(drift.as_dict())
+    if drifts:
+        logger.warning("Balance drift on %d account(s): %s", len(drifts), drifts)
+    return {"checked": checked, "drift": drifts, "errors": errors}
