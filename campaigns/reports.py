@@ -1,0 +1,430 @@
+"""Apply what providers report: delivery statuses and replies.
+
+Both webhooks (:mod:`campaigns.webhooks`) and the polling tasks feed the
+backends' normalised value objects in here, so a report has the same effect
+whichever way it arrives, as often as it arrives.
+
+Matching a report to a message, within the account's campaigns:
+
+1. ``provider_ref`` (the provider's message id), when we recorded it;
+2. else our ``reference`` ``f"m{message.pk}"``. A provider that tags a whole
+   batch with one reference (The SMS Works) tags it with its first message's
+   reference; when the report's ``to`` is another number, the message is
+   the one to that number in the same campaign and batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from campaigns.counters import counters_move
+from campaigns.models import InboundMessage, Message
+from contacts.models import Contact, OptOut
+from contacts.phones import try_normalize_phone
+from contacts.services import optout_add, optout_remove
+from providers.backends import backend_class
+from providers.backends.base import STATUS_RANK, DeliveryStatus, InboundSms, StatusUpdate
+from providers.models import ProviderAccount
+from providers.services import credits_refund
+
+logger = logging.getLogger("campaigns.reports")
+
+MS = Message.Status
+DS = DeliveryStatus
+
+#: Rows per query (well under SQLite's bound-parameter limit).
+CHUNK = 500
+
+#: A report may move a message only out of these statuses.
+UPDATABLE = frozenset({MS.SENT, MS.UNKNOWN})
+#: Not yet recorded as sent (the send call may still be in flight): a report
+#: for these waits for the engine to record the send, and is answered
+#: "try again later" (webhooks) or picked up by the next poll.
+PENDING = frozenset({MS.QUEUED, MS.SUBMITTING})
+
+#: The statuses a report can set. A provider's "queued" (scheduled at the
+#: provider) never moves a message back to our queue, which would send it again.
+TARGETS: dict[DeliveryStatus, str] = {
+    DS.SENT: MS.SENT,
+    DS.DELIVERED: MS.DELIVERED,
+    DS.UNDELIVERED: MS.UNDELIVERED,
+    DS.EXPIRED: MS.EXPIRED,
+    DS.REJECTED: MS.REJECTED,
+    DS.FAILED: MS.FAILED,
+}
+
+#: What ``SmsBackend.refunds_failed`` covers.
+REFUNDED_BY_BACKEND = frozenset({MS.UNDELIVERED, MS.EXPIRED, MS.REJECTED})
+#: Where an update's own ``refunded=True`` is honoured.
+REFUNDABLE = REFUNDED_BY_BACKEND | {MS.FAILED}
+
+REFERENCE = re.compile(r"^m(\d+)$")
+
+
+def _rank(status: str) -> int:
+    try:
+        return STATUS_RANK[DS(status)]
+    except ValueError:
+        return 0
+
+
+def _chunks(values: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+@dataclass(slots=True)
+class _Row:
+    pk: int
+    campaign_id: int
+    phone: str
+    provider_ref: str
+    provider_batch_ref: str
+
+
+_ROW_FIELDS = ("pk", "campaign_id", "phone", "provider_ref", "provider_batch_ref")
+
+
+def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[int | None]:
+    """The message id each update is about (``None``: not one of ours)."""
+    mine = Message.objects.filter(campaign__account_id=account.pk).order_by()
+    matched: list[int | None] = [None] * len(updates)
+
+    by_ref: dict[str, list[_Row]] = defaultdict(list)
+    refs = sorted({u.provider_ref for u in updates if u.provider_ref})
+    for chunk in _chunks(refs):
+        # ``exclude("")`` lets the database use the partial provider_ref index.
+        by_provider_ref = mine.filter(provider_ref__in=chunk).exclude(provider_ref="")
+        for values in by_provider_ref.values_list(*_ROW_FIELDS):
+            by_ref[values[3]].append(_Row(*values))
+
+    pending_refs: list[int] = []
+    for i, update in enumerate(updates):
+        rows = by_ref.get(update.provider_ref) if update.provider_ref else None
+        if rows:
+            if len(rows) == 1:
+                matched[i] = rows[0].pk
+            else:
+                # One provider id for several messages (a provider that ids
+                # the batch): the recipient decides.
+                same = [r.pk for r in rows if r.phone == update.to]
+                matched[i] = same[0] if len(same) == 1 else None
+        if matched[i] is None and REFERENCE.match(update.reference or ""):
+            pending_refs.append(i)
+
+    if not pending_refs:
+        return matched
+    pks = sorted({int(REFERENCE.match(updates[i].reference).group(1)) for i in pending_refs})
+    by_pk: dict[int, _Row] = {}
+    for chunk in _chunks(pks):
+        for values in mine.filter(pk__in=chunk).values_list(*_ROW_FIELDS):
+            by_pk[values[0]] = _Row(*values)
+
+    siblings_wanted: dict[int, set[str]] = defaultdict(set)
+    for i in pending_refs:
+        row = by_pk.get(int(REFERENCE.match(updates[i].reference).group(1)))
+        if row is None:
+            continue
+        to = updates[i].to
+        if not to or to == row.phone:
+            matched[i] = row.pk
+        else:
+            siblings_wanted[row.campaign_id].add(to)
+    if siblings_wanted:
+        siblings: dict[tuple[int, str], _Row] = {}
+        for campaign_id, phones in siblings_wanted.items():
+            for chunk in _chunks(sorted(phones)):
+                rows = mine.filter(campaign_id=campaign_id, phone__in=chunk)
+                for values in rows.values_list(*_ROW_FIELDS):
+                    siblings[(values[1], values[2])] = _Row(*values)
+        for i in pending_refs:
+            if matched[i] is not None:
+                continue
+            row = by_pk.get(int(REFERENCE.match(updates[i].reference).group(1)))
+            if row is None:
+                continue
+            sibling = siblings.get((row.campaign_id, updates[i].to))
+            # Same batch only: a number may be in the campaign twice over
+            # time (never: (campaign, phone) is unique) but not in another batch.
+            if sibling is not None and (
+                not row.provider_batch_ref
+                or not sibling.provider_batch_ref
+                or sibling.provider_batch_ref == row.provider_batch_ref
+            ):
+                matched[i] = sibling.pk
+    return matched
+
+
+def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> dict[str, int]:
+    """Apply delivery reports to the messages of ``account``'s campaigns.
+
+    Contract:
+
+    - A message moves only forward (``STATUS_RANK``): out of ``sent`` or
+      ``unknown``, to a higher rank; a final status (delivered, undelivered,
+      expired, rejected, failed) and skipped/cancelled are never overwritten,
+      so a late "sent" never undoes "delivered" and the first final wins.
+      Several reports for one message in one call: the highest rank wins.
+    - Idempotent: the same reports again change nothing and refund nothing.
+    - ``raw_status``, ``error_code``, ``raw_error`` and ``status_at`` are
+      written with the status; the provider id is recorded on a message that
+      had none (a batch member reported by destination).
+    - One ``UPDATE`` per (from, to, raw status, error) group, guarded by the
+      old status; campaign counters move in the same transaction.
+    - A message that was charged (``sent``) and ends undelivered, expired,
+      rejected or failed is refunded when the report says ``refunded``, or
+      when the backend ``refunds_failed`` and the status is undelivered,
+      expired or rejected: ``credits_refund`` of the message's credits, once
+      per message (``refund:message:<pk>``).
+    - Reports for messages still queued/submitting are not applied
+      (``deferred``): their send is not recorded yet.
+
+    Returns counts: ``received``, ``applied``, ``unchanged`` (duplicate or
+    stale), ``deferred``, ``unmatched`` (logged), ``refunded``.
+    """
+    counts: Counter[str] = Counter(received=len(updates))
+    if not updates:
+        return _counts(counts)
+    backend_refunds = getattr(backend_class(account.backend), "refunds_failed", False)
+    now = timezone.now()
+
+    with transaction.atomic():
+        matched = _match(account, updates)
+        # The report that counts per message: highest rank, first among equals.
+        best: dict[int, StatusUpdate] = {}
+        for update, pk in zip(updates, matched, strict=True):
+            if pk is None:
+                counts["unmatched"] += 1
+                logger.info(
+                    "account %s: report for an unknown message (provider id %r, reference %r, "
+                    "to %s, status %s); ignored",
+                    account.pk,
+                    update.provider_ref,
+                    update.reference,
+                    update.to or "-",
+                    update.raw_status or update.status,
+                )
+                continue
+            if pk in best:
+                counts["unchanged"] += 1  # one of the two reports changes nothing
+                if STATUS_RANK[update.status] <= STATUS_RANK[best[pk].status]:
+                    continue
+            best[pk] = update
+
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        campaign_of: dict[int, int] = {}
+        credits_of: dict[int, Decimal] = {}
+        provider_refs: list[tuple[int, str]] = []
+        for chunk in _chunks(sorted(best)):
+            # Row locks (PostgreSQL) in pk order on the rows a report may change,
+            # so concurrent reports neither double-count nor deadlock; SQLite's
+            # IMMEDIATE transaction serialises. Rows being sent or already final
+            # are only read: locking them could wait on the dispatcher.
+            fields = ("pk", "campaign_id", "status", "credits", "provider_ref")
+            rows = list(
+                Message.objects.select_for_update()
+                .filter(pk__in=chunk, status__in=UPDATABLE)
+                .order_by("pk")
+                .values_list(*fields)
+            )
+            if len(rows) < len(chunk):
+                locked = {row[0] for row in rows}
+                rest = [pk for pk in chunk if pk not in locked]
+                rows += Message.objects.filter(pk__in=rest).order_by().values_list(*fields)
+            for pk, campaign_id, status, credits, provider_ref in rows:
+                update = best[pk]
+                if status in PENDING:
+                    counts["deferred"] += 1
+                    continue
+                if not provider_ref and update.provider_ref:
+                    provider_refs.append((pk, update.provider_ref[:100]))
+                target = TARGETS.get(update.status)
+                if status not in UPDATABLE or target is None or _rank(target) <= _rank(status):
+                    counts["unchanged"] += 1
+                    if status in (MS.CANCELLED, MS.SKIPPED) and target is not None:
+                        logger.warning(
+                            "message %s is %s but the provider reports %s",
+                            pk,
+                            status,
+                            update.raw_status or target,
+                        )
+                    continue
+                key = (
+                    status,
+                    target,
+                    update.raw_status[:100],
+                    update.error_code[:50],
+                    update.error_message,
+                    update.refunded,
+                )
+                groups[key].append(pk)
+                campaign_of[pk] = campaign_id
+                credits_of[pk] = credits
+
+        moves: dict[int, Counter] = defaultdict(Counter)
+        refunds: list[int] = []
+        for (old, new, raw_status, error_code, raw_error, refunded), pks in groups.items():
+            for chunk in _chunks(pks):
+                done = Message.objects.filter(pk__in=chunk, status=old).update(
+                    status=new,
+                    raw_status=raw_status,
+                    error_code=error_code,
+                    raw_error=raw_error,
+                    status_at=now,
+                )
+                if done != len(chunk):  # pragma: no cover - rows are locked above
+                    logger.error("status apply: %s of %s rows changed", done, len(chunk))
+                for pk in chunk:
+                    moves[campaign_of[pk]][(old, new)] += 1
+            counts["applied"] += len(pks)
+            if old == MS.SENT and (
+                (refunded and new in REFUNDABLE) or (backend_refunds and new in REFUNDED_BY_BACKEND)
+            ):
+                refunds.extend(pks)
+        for campaign_id, campaign_moves in moves.items():
+            counters_move(campaign_id=campaign_id, moves=campaign_moves)
+        for pk in sorted(refunds):
+            if credits_of[pk] and credits_of[pk] > 0:
+                credits_refund(
+                    account=account,
+                    amount=credits_of[pk],
+                    reference=f"message:{pk}",
+                    idempotency_key=f"refund:message:{pk}",
+                )
+                counts["refunded"] += 1
+        if provider_refs:
+            Message.objects.bulk_update(
+                [Message(pk=pk, provider_ref=ref) for pk, ref in provider_refs],
+                ["provider_ref"],
+                batch_size=CHUNK,
+            )
+    return _counts(counts)
+
+
+def _counts(counts: Counter[str]) -> dict[str, int]:
+    keys = ("received", "applied", "unchanged", "deferred", "unmatched", "refunded")
+    return {key: counts.get(key, 0) for key in keys}
+
+
+# ------------------------------------------------------------------ replies
+
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
+
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
+_INNER = re.compile(r"[\s\-_.]+")
+
+
+def keyword_action(body: str) -> str:
+    """``"opt_out"``, ``"opt_in"`` or ``""`` for a reply's text.
+
+    The whole reply must be the keyword, in any case, with any spaces or
+    punctuation around it ("stop", " Stop. ", "STOP!!"); inner spaces and
+    hyphens are ignored ("stop all", "opt-out"). A sentence that merely
+    contains the word ("please don't stop") is not a keyword.
+    """
+    core = _INNER.sub("", _EDGES.sub("", body or "")).upper()
+    if core in OPT_OUT_KEYWORDS:
+        return "opt_out"
+    if core in OPT_IN_KEYWORDS:
+        return "opt_in"
+    return ""
+
+
+def inbound_apply(*, account: ProviderAccount, messages: list[InboundSms]) -> list[InboundMessage]:
+    """Store replies received on ``account`` and act on keywords.
+
+    Contract:
+
+    - One InboundMessage per (account, provider ref): a reply seen again
+      (webhook retried, poll overlapping) returns the stored row and does
+      nothing else, also under concurrent deliveries.
+    - The number is stored as E.164; the contact with that number and the
+      latest message of this account's campaigns that reached it
+      (``in_reply_to``, its ``campaign``) are linked — the provider's own
+      "in reply to" id wins when given.
+    - STOP keywords (:data:`OPT_OUT_KEYWORDS`) opt the number out at once
+      (source "keyword", reference ``inbound:<id>``); START/UNSTOP opt it
+      back in. ``action`` records which. Replies are handled in the order
+      they were received, so STOP then START ends opted in.
+
+    Returns the rows in the order of ``messages``.
+    """
+    order = sorted(range(len(messages)), key=lambda i: messages[i].received_at)
+    rows: dict[int, InboundMessage] = {}
+    with transaction.atomic():
+        for i in order:
+            rows[i] = _inbound_one(account, messages[i])
+    return [rows[i] for i in range(len(messages))]
+
+
+def _inbound_one(account: ProviderAccount, sms: InboundSms) -> InboundMessage:
+    ref = (sms.provider_ref or "")[:100]
+    if ref:
+        seen = InboundMessage.objects.filter(account=account, provider_ref=ref).first()
+        if seen is not None:
+            return seen
+    phone = try_normalize_phone(sms.from_number)
+    body = sms.body or ""
+    # A sender we cannot read as a number is stored as given, never opted out.
+    action = keyword_action(body) if phone else ""
+    replied = _replied_message(account, sms, phone)
+    try:
+        with transaction.atomic():
+            inbound = InboundMessage.objects.create(
+                account=account,
+                phone=phone or (sms.from_number or "").strip()[:16],
+                to_number=(sms.to_number or "")[:20],
+                body=body,
+                received_at=sms.received_at,
+                provider_ref=ref,
+                contact=Contact.objects.filter(phone=phone).first() if phone else None,
+                in_reply_to=replied,
+                campaign_id=replied.campaign_id if replied is not None else None,
+                action=action,
+                raw=sms.raw or {},
+            )
+            if action == "opt_out":
+                optout_add(
+                    phone=phone,
+                    source=OptOut.Source.KEYWORD,
+                    reason=f"Replied {body.strip()[:60]!r}",
+                    source_reference=f"inbound:{inbound.pk}",
+                )
+            elif action == "opt_in":
+                optout_remove(phone=phone, source_reference=f"inbound:{inbound.pk}")
+    except IntegrityError:
+        if not ref:
+            raise
+        # The same reply stored by a concurrent delivery.
+        return InboundMessage.objects.get(account=account, provider_ref=ref)
+    if action:
+        logger.info("account %s: %s from %s (inbound %s)", account.pk, action, phone, inbound.pk)
+    return inbound
+
+
+def _replied_message(account: ProviderAccount, sms: InboundSms, phone: str | None):
+    mine = Message.objects.filter(campaign__account_id=account.pk)
+    if sms.in_reply_to_provider_ref:
+        found = mine.filter(provider_ref=sms.in_reply_to_provider_ref).first()
+        if found is not None:
+            return found
+    if not phone:
+        return None
+    return (
+        mine.filter(phone=phone, status__in=(MS.SENT, MS.DELIVERED))
+        .filter(Q(sent_at__isnull=True) | Q(sent_at__lte=sms.received_at))
+        .order_by(F("sent_at").desc(nulls_last=True), "-id")
+        .first()
+    )
