@@ -1,0 +1,82 @@
+"""Admin forms for message bodies: the live SMS counter widget and the
+template checks that refuse unknown placeholders when saving."""
+
+from __future__ import annotations
+
+from django import forms
+from django.urls import NoReverseMatch, reverse
+
+from campaigns.models import Campaign, MessageTemplate
+from campaigns.templating import template_errors, validate_defaults
+from providers.limits import check_sender
+
+
+class SmsBodyWidget(forms.Textarea):
+    """A textarea with a live counter under it (characters, encoding,
+    segments, characters forcing UCS-2). The counting is done by the server
+    (``campaigns.admin_views.measure_view``) so Python is the one source of truth."""
+
+    class Media:
+        js = ["campaigns/sms_counter.js"]
+        css = {"all": ["campaigns/sms_counter.css"]}
+
+    def __init__(self, attrs=None):
+        super().__init__({"rows": 5, "cols": 80, "data-sms-counter": "", **(attrs or {})})
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        try:
+            url = reverse("admin:campaigns_campaign_measure")
+        except NoReverseMatch:  # admin not mounted (e.g. a form used outside the admin)
+            url = ""
+        context["widget"]["attrs"]["data-measure-url"] = url
+        return context
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["name", "body", "defaults"]
+        widgets = {"body": SmsBodyWidget}
+
+    def clean(self):
+        cleaned = super().clean()
+        defaults = cleaned.get("defaults")
+        try:
+            validate_defaults(defaults)
+        except forms.ValidationError as exc:
+            self.add_error("defaults", exc)
+            defaults = None
+        body = cleaned.get("body")
+        if body:
+            errors = template_errors(body, defaults=defaults if isinstance(defaults, dict) else {})
+            if errors:
+                self.add_error("body", errors)
+        return cleaned
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        # The admin passes its own fieldsets; these are for use outside it.
+        fields = ["name", "account", "sender", "template", "body", "lists", "extra_numbers"]
+        widgets = {"body": SmsBodyWidget}
+
+    def clean(self):
+        cleaned = super().clean()
+        body = cleaned.get("body") or ""
+        template = cleaned.get("template")
+        effective = body or (template.body if template else "")
+        defaults = (template.defaults or {}) if template else {}
+        if effective:
+            errors = template_errors(effective, defaults=defaults)
+            if errors:
+                self.add_error("body" if body else "template", errors)
+        # An explicit sender is checked against the provider's rules now; an
+        # empty one (the account default) is checked by the quote.
+        sender = cleaned.get("sender")
+        account = cleaned.get("account")
+        if sender and account is not None:
+            for error in check_sender(account.backend, sender):
+                self.add_error("sender", error)
+        return cleaned

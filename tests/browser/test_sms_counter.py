@@ -1,0 +1,103 @@
+"""The live SMS counter in a real browser: typing a curly quote and an emoji
+switches the counter to UCS-2, shows the segments and highlights them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed (apt-get install chromium): cannot drive a browser.",
+    ),
+]
+
+CURLY = "\u2019"
+EMOJI = "\U0001f600"
+
+
+@pytest.fixture
+def browser_settings(settings, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; Django's ORM
+    # refuses that unless told it is fine (the live server has its own thread).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The live server speaks plain HTTP: secure-only cookies would never be sent.
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    return settings
+
+
+@pytest.fixture
+def page(browser_settings):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counter_shows_ucs2_segments_and_highlights_the_offending_characters(
+    live_server, superuser, page
+):
+    # ``superuser`` before ``page``: database work done while Playwright's
+    # loop runs would open a connection in another context, left open at teardown.
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/campaigns/messagetemplate/add/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "pw-root")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/campaigns/messagetemplate/add/")
+
+    counter = page.locator(".sms-counter")
+    # The empty field is counted once on load.
+    counter.locator(".sms-counter-summary").wait_for()
+    assert "0 characters" in counter.inner_text()
+
+    page.fill("#id_body", "Hello there")
+    page.wait_for_function(
+        "document.querySelector('.sms-counter').innerText.includes('11 characters')"
+    )
+    assert counter.locator(".sms-counter-encoding").inner_text() == "GSM-7"
+
+    # A curly apostrophe and an emoji: UCS-2; 70 units fit one SMS, so pad to two.
+    text = f"We{CURLY}re open {EMOJI} " + "a" * 60
+    page.fill("#id_body", text)
+    page.wait_for_function(
+        "document.querySelector('.sms-counter-encoding') && "
+        "document.querySelector('.sms-counter-encoding').innerText === 'UCS-2'"
+    )
+    assert counter.locator(".sms-counter-segments").inner_text() == "2 SMS"
+    assert f"{len(text)} characters" in counter.inner_text()
+    marks = counter.locator("mark.sms-counter-bad")
+    assert marks.all_inner_texts() == [CURLY, EMOJI]
+    assert marks.first.get_attribute("title") == "U+2019 Right Single Quotation Mark"
+
+    # The GSM proposal is explicit: nothing changes until the button is pressed.
+    assert page.input_value("#id_body") == text
+    page.click(".sms-counter-apply")
+    assert page.input_value("#id_body") == f"We're open {EMOJI} " + "a" * 60
+    page.wait_for_function(
+        "document.querySelectorAll('.sms-counter mark.sms-counter-bad').length === 1"
+    )
