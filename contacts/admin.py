@@ -3,6 +3,7 @@ from import_export.admin import ImportExportModelAdmin
 
 from contacts.models import Contact, ContactList, ListMembership, OptOut
 from contacts.resources import ContactResource, OptOutResource
+from contacts.services import optout_add, optout_remove
 
 
 class MembershipInline(admin.TabularInline):
@@ -54,15 +55,35 @@ class ListMembershipAdmin(admin.ModelAdmin):
 
 @admin.register(OptOut)
 class OptOutAdmin(ImportExportModelAdmin):
+    """Opt-outs are added and removed, never edited: each is a record of who
+    asked, when and why. Both go through :mod:`contacts.services`."""
+
     resource_classes = [OptOutResource]
     list_display = ["phone", "source", "reason", "created_by", "created_at"]
     list_filter = ["source", "created_at"]
     search_fields = ["phone", "reason"]
     list_select_related = ["created_by"]
-    readonly_fields = ["created_by", "created_at"]
+    # Entered here means entered by staff: the source is always "manual".
+    readonly_fields = ["source", "created_by", "created_at"]
     show_full_result_count = False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        optout = optout_add(
+            phone=obj.phone,
+            source=OptOut.Source.MANUAL,
+            reason=obj.reason,
+            source_reference=obj.source_reference,
+            user=request.user,
+        )
+        obj.pk = optout.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        optout_remove(phone=obj.phone, source_reference="admin", user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for phone in queryset.values_list("phone", flat=True):
+            optout_remove(phone=phone, source_reference="admin", user=request.user)

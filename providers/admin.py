@@ -8,7 +8,9 @@ from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
+from providers.limits import check_sender
 from providers.models import CreditTransaction, ProviderAccount
+from providers.services import parse_country_rates
 
 
 class ProviderAccountForm(forms.ModelForm):
@@ -58,6 +60,21 @@ class ProviderAccountForm(forms.ModelForm):
         if not isinstance(value, dict):
             raise forms.ValidationError('Credentials must be a JSON object like {"key": "value"}.')
         return value
+
+    def clean_country_rates(self):
+        return parse_country_rates(self.cleaned_data.get("country_rates"))
+
+    def clean(self):
+        cleaned = super().clean()
+        # An empty default is allowed: campaigns may set their own sender (the
+        # quote refuses a campaign that ends up with none where one is needed).
+        sender = cleaned.get("default_sender")
+        # A backend that failed its own validation is not checked against.
+        backend = cleaned.get("backend") if "backend" in self.fields else self.instance.backend
+        if sender and backend:
+            for error in check_sender(backend, sender):
+                self.add_error("default_sender", error)
+        return cleaned
 
     def save(self, commit=True):
         new = self.cleaned_data.get("credentials_input")

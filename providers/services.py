@@ -25,12 +25,14 @@ row's ``balance_after``/``reserved_after`` or call ``refresh_from_db()``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -90,6 +92,92 @@ def parse_amount(value, *, signed: bool = False, what: str = "amount") -> Decima
     if abs(amount) > MAX_AMOUNT:
         raise CreditError(f"The {what} {value} is too large (at most {MAX_AMOUNT}).", code="amount")
     return amount
+
+
+#: The largest rate ``ProviderAccount.credits_per_segment`` (8, 2) can hold.
+MAX_RATE = Decimal("999999.99")
+_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+
+
+def _rate(key, value) -> Decimal:
+    """One country's credits per segment (ValueError saying what is wrong)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        value = None
+    try:
+        rate = Decimal(str(value).strip()) if value is not None else None
+    except InvalidOperation:
+        rate = None
+    if rate is None or not rate.is_finite():
+        raise ValueError(
+            f"The rate for {key!r} must be a number of credits per segment like 2 or 1.50 "
+            f"(got {value!r})."
+        )
+    if rate <= 0:
+        raise ValueError(
+            f"The rate for {key!r} must be more than zero (got {value}); remove the country "
+            "to charge the account's default credits per segment."
+        )
+    if rate != rate.quantize(CENT):
+        # Message credits and the ledger keep cents: 0.125 x 3 segments has no exact value.
+        raise ValueError(f"The rate for {key!r} can have at most 2 decimal places (got {value}).")
+    if rate > MAX_RATE:
+        raise ValueError(f"The rate for {key!r} {value} is too large (at most {MAX_RATE}).")
+    return rate.quantize(CENT)
+
+
+def parse_country_rates(value) -> dict[str, str]:
+    """``ProviderAccount.country_rates`` checked and normalised, e.g.
+    ``{"gb": 2, "nz": "1.5"}`` -> ``{"GB": "2.00", "NZ": "1.50"}``.
+
+    Keys are ISO 3166 alpha-2 codes that phonenumbers knows
+    (``phonenumbers.SUPPORTED_REGIONS``, the regions the quote resolves a
+    number to), in any case and with spaces around them; values are credits
+    per segment, more than zero, with at most 2 decimals. Raises
+    ``ValidationError`` with one message per bad entry, naming its key.
+    """
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            "Country rates must be a JSON object of country code to credits per segment, "
+            'like {"GB": "2", "US": "1.50"}.',
+            code="country_rates",
+        )
+    rates: dict[str, str] = {}
+    given: dict[str, object] = {}
+    errors: list[str] = []
+    for raw_key, raw_value in value.items():
+        key = str(raw_key).strip().upper()
+        if key == "UK":
+            errors.append(
+                f'{raw_key!r} is not an ISO 3166 country code: use "GB" for the United Kingdom.'
+            )
+            continue
+        if not _ALPHA2.match(key):
+            errors.append(
+                f"{raw_key!r} is not a country code: use the two letters of ISO 3166 "
+                '(e.g. "GB", "US", "AU").'
+            )
+            continue
+        if key not in phonenumbers.SUPPORTED_REGIONS:
+            errors.append(
+                f"{raw_key!r} is not a region phonenumbers knows: use an ISO 3166 two-letter "
+                'code (e.g. "GB", "US", "AU").'
+            )
+            continue
+        if key in given:
+            errors.append(
+                f"{given[key]!r} and {raw_key!r} are the same country ({key}): keep one rate."
+            )
+            continue
+        given[key] = raw_key
+        try:
+            rates[key] = str(_rate(raw_key, raw_value))
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValidationError(errors, code="country_rates")
+    return rates
 
 
 def _reference(reference: str) -> str:
@@ -729,6 +817,58 @@ def credits_refund(
             return row
         return _write(
             locked, kind=Kind.REFUND, amount=amount, reference=reference, idempotency_key=key
+        )
+
+    return _once(key, replay, apply)
+
+
+def credits_refund_many(
+    *,
+    account: ProviderAccount,
+    amount,
+    reference: str,
+    count: int,
+    idempotency_key: str | None = None,
+    note: str = "",
+) -> CreditTransaction:
+    """Return in ONE ledger row what the provider refunded for ``count`` messages:
+    balance += amount (their credits added up).
+
+    For bulk callers (delivery reports): a row per message would cost a lock,
+    a read and two writes each. The row's note starts with the count
+    ("Provider refund of 57 messages.") followed by ``note`` (say which
+    messages). The caller guarantees each message is refunded once (see
+    ``campaigns.reports.statuses_apply``); ``idempotency_key`` protects a
+    caller that retries the same group.
+    """
+    amount = parse_amount(amount)
+    reference = _reference(reference)
+    key = _key(idempotency_key)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise CreditError(
+            f"The count of refunded messages must be a whole number of at least 1 (got {count!r}).",
+            code="count",
+        )
+    text = f"Provider refund of {count} message{'s' if count != 1 else ''}."
+    if note.strip():
+        text += " " + note.strip()
+
+    def replay():
+        return _replay(
+            key, account_id=account.pk, kind=Kind.REFUND, amount=amount, reserved_change=ZERO
+        )
+
+    def apply():
+        locked = _lock(account.pk)
+        if (row := replay()) is not None:
+            return row
+        return _write(
+            locked,
+            kind=Kind.REFUND,
+            amount=amount,
+            reference=reference,
+            idempotency_key=key,
+            note=text,
         )
 
     return _once(key, replay, apply)

@@ -343,6 +343,8 @@ class SmsBackend:
     ``default_base_url`` and implement the operations they support; the
     others raise :class:`UnsupportedOperation`. Use :meth:`request` for all
     HTTP: it applies timeouts, auth, decoding and error classification.
+    Body length and sender rules are not here: they are in
+    :func:`providers.limits.limits_for` (one table, from the providers' docs).
     """
 
     name: ClassVar[str] = ""
@@ -355,8 +357,6 @@ class SmsBackend:
     min_reply_poll_interval: ClassVar[float] = 0
     #: Whether the provider returns credits for undelivered/expired/rejected.
     refunds_failed: ClassVar[bool] = False
-    #: Maximum body length in characters for one message, by encoding.
-    max_length: ClassVar[dict[str, int]] = {"GSM-7": 612, "UCS-2": 268}
 
     #: Per phase, in seconds. The read timeout stays well below the django-q2
     #: task timeout (90 s) so a slow provider fails the call, not the worker.

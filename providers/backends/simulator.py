@@ -18,7 +18,8 @@ optional::
     {"seed": 1, "delivery_delay": 5, "reply_rate": 0.05, "stop_share": 0.2,
      "mix": {"delivered": 0.9, "undelivered": 0.05, "expired": 0.03,
              "rejected": 0.02},
-     "latency": 0, "balance": 100000,
+     "latency": 0, "initial_balance": 0,
+     "credits_per_segment": 1, "country_rates": {"GB": "2"},
      "fail_numbers": ["+61400000001"], "error_rate": 0, "timeout_rate": 0,
      "unavailable": false}
 
@@ -32,9 +33,16 @@ optional::
   that are accepted but answer with a timeout (``maybe_processed``), to
   exercise reconciliation through ``lookup_by_reference``.
 - ``latency``: seconds each call takes (at most 10).
-- ``balance``: the simulated provider balance to start from; one credit per
-  segment is charged at send and given back for undelivered, expired and
-  rejected messages (``refunds_failed``, as the ledger does).
+- ``initial_balance`` (old name ``balance``): the simulated provider's
+  balance before our first top-up, 0 by default: like a new account at a
+  real provider, it holds what we bought through ``top_up`` (which
+  ``credits_top_up`` calls), so ``credits_reconcile`` shows no drift.
+- ``credits_per_segment`` and ``country_rates`` (ISO 3166 alpha-2 codes):
+  the simulated provider's price, charged per segment at send and given
+  back for undelivered, expired and rejected messages (``refunds_failed``,
+  as the ledger does). Give them the values of the account's fields of the
+  same names and the two balances stay equal; the default is 1 credit per
+  segment everywhere.
 
 Tests pass ``clock=`` (a function returning epoch seconds) and ``sleep=``.
 """
@@ -44,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -52,6 +61,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
+
+import phonenumbers
 
 from providers.backends.base import (
     Capability,
@@ -112,6 +123,8 @@ class SimConfig:
     stop_share: float
     latency: float
     balance: Decimal
+    credits_per_segment: Decimal
+    country_rates: Mapping[str, Decimal]
     fail_numbers: frozenset[str]
     error_rate: float
     timeout_rate: float
@@ -135,6 +148,49 @@ def _number(data: Mapping, key: str, default: float, *, low=0.0, high=math.inf) 
     if not low <= number <= high:
         raise _config_error(f"{key!r} must be between {low} and {high}, got {value!r}")
     return number
+
+
+def _credits(value: Any, what: str, *, low: Decimal = Decimal(0)) -> Decimal:
+    if isinstance(value, bool):
+        value = None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise _config_error(f"{what} must be a number, got {value!r}")
+    if amount < low:
+        raise _config_error(f"{what} must be {low} or more, got {value!r}")
+    return amount
+
+
+def _rate(value: Any, what: str) -> Decimal:
+    rate = _credits(value, what)
+    if rate <= 0:
+        raise _config_error(f"{what} must be more than zero, got {value!r}")
+    if rate != rate.quantize(Decimal("0.01")):
+        raise _config_error(f"{what} can have at most 2 decimal places, got {value!r}")
+    return rate
+
+
+_REGION = re.compile(r"^[A-Z]{2}$")
+
+
+def _country_rates(data: Mapping) -> dict[str, Decimal]:
+    rates = data.get("country_rates", {}) or {}
+    if not isinstance(rates, Mapping):
+        raise _config_error(
+            "'country_rates' must be an object such as " + '{"GB": 2}' + f", got {rates!r}"
+        )
+    parsed: dict[str, Decimal] = {}
+    for key, value in rates.items():
+        region = str(key).strip().upper()
+        if not _REGION.match(region):
+            raise _config_error(
+                f"'country_rates' needs two-letter country codes (ISO 3166), got {key!r}"
+            )
+        parsed[region] = _rate(value, f"'country_rates' {region}")
+    return parsed
 
 
 def _flag(data: Mapping, key: str, default: bool) -> bool:
@@ -166,10 +222,8 @@ def parse_config(data: Mapping[str, Any]) -> SimConfig:
     fail_numbers = data.get("fail_numbers", [])
     if not isinstance(fail_numbers, list | tuple):
         raise _config_error(f"'fail_numbers' must be a list of numbers, got {fail_numbers!r}")
-    try:
-        balance = Decimal(str(data.get("balance", 100000)))
-    except InvalidOperation:
-        raise _config_error(f"'balance' must be a number, got {data.get('balance')!r}") from None
+    key = "initial_balance" if "initial_balance" in data else "balance"
+    balance = _credits(data.get(key, 0), repr(key))
     return SimConfig(
         seed=str(data.get("seed", 0)),
         delivery_delay=_number(data, "delivery_delay", 5),
@@ -178,11 +232,17 @@ def parse_config(data: Mapping[str, Any]) -> SimConfig:
         stop_share=_number(data, "stop_share", 0.2, high=1),
         latency=_number(data, "latency", 0, high=10),
         balance=balance,
+        credits_per_segment=_rate(data.get("credits_per_segment", 1), "'credits_per_segment'"),
+        country_rates=_country_rates(data),
         fail_numbers=frozenset(to_e164(str(n)) for n in fail_numbers),
         error_rate=_number(data, "error_rate", 0, high=1),
         timeout_rate=_number(data, "timeout_rate", 0, high=1),
         unavailable=_flag(data, "unavailable", False),
     )
+
+
+def _cents(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
 
 
 def _segments(body: str) -> int:
@@ -204,7 +264,6 @@ class SimulatorBackend(SmsBackend):
     capabilities = frozenset(Capability)
     max_batch = 500
     refunds_failed = True
-    max_length = {"GSM-7": 1530, "UCS-2": 670}
 
     def __init__(
         self,
@@ -326,11 +385,15 @@ class SimulatorBackend(SmsBackend):
                 results.append(refusal)
                 continue
             segments = _segments(sms.body)
+            charged = segments * self._rate(sms.to)
             scheduled = sms.send_at is not None and sms.send_at.timestamp() > now
             send_time = sms.send_at.timestamp() if scheduled else now
             digest = self._digest(sms.reference)
-            provider_ref = f"{batch_ref}-{int(send_time * 1000):x}-{segments}-{digest}"
-            cost += segments
+            # What was charged travels in the id, so the refund gives back
+            # exactly that: "2" (2 segments at 1 credit) or "2x300" (300 cents).
+            price = str(segments) if charged == segments else f"{segments}x{_cents(charged)}"
+            provider_ref = f"{batch_ref}-{int(send_time * 1000):x}-{price}-{digest}"
+            cost += charged
             results.append(
                 SendResult(
                     reference=sms.reference,
@@ -339,7 +402,7 @@ class SimulatorBackend(SmsBackend):
                     provider_ref=provider_ref,
                     provider_batch_ref=batch_ref,
                     raw_status="QUEUED" if scheduled else "SENT",
-                    credits=Decimal(segments),
+                    credits=charged,
                 )
             )
             remembered[self._key("ref", sms.reference)] = {
@@ -359,7 +422,7 @@ class SimulatorBackend(SmsBackend):
         if cost > balance:
             raise ProviderError(
                 f"simulator: send refused: the simulated account has {balance} credits and "
-                f"this batch needs {cost}. Top it up (or raise 'balance').",
+                f"this batch needs {cost}. Top it up (or raise 'initial_balance').",
                 code="SIM-CREDIT",
                 permanent=True,
                 kind="credit",
@@ -413,15 +476,29 @@ class SimulatorBackend(SmsBackend):
 
     # ------------------------------------------------------------ timeline
     @staticmethod
-    def _parse_ref(provider_ref: str) -> tuple[str, float, int, str] | None:
-        """(batch ref, send time, segments, digest) from a provider ref."""
+    def _parse_ref(provider_ref: str) -> tuple[str, float, Decimal, str] | None:
+        """(batch ref, send time, credits charged, digest) from a provider ref."""
         parts = provider_ref.split("-")
         if len(parts) != 5 or parts[0] != "sim":
             return None
+        segments, _, cents = parts[3].partition("x")
         try:
-            return f"sim-{parts[1]}", int(parts[2], 16) / 1000, int(parts[3]), parts[4]
+            charged = Decimal(int(cents)) / 100 if cents else Decimal(int(segments))
+            return f"sim-{parts[1]}", int(parts[2], 16) / 1000, charged, parts[4]
         except ValueError:
             return None
+
+    def _rate(self, to: str) -> Decimal:
+        """Credits per segment to ``to`` (its country's rate, else the default)."""
+        cfg = self.config
+        if cfg.country_rates:
+            try:
+                region = phonenumbers.region_code_for_number(phonenumbers.parse(to, None))
+            except phonenumbers.NumberParseException:
+                region = None
+            if region in cfg.country_rates:
+                return cfg.country_rates[region]
+        return cfg.credits_per_segment
 
     def _batch_states(self, batch_refs: set[str]) -> dict[str, dict]:
         keys = {self._key("batch", b): b for b in batch_refs}
@@ -470,14 +547,14 @@ class SimulatorBackend(SmsBackend):
         for ref, p in parsed:
             if p is None:
                 continue
-            batch_ref, send_time, segments, digest = p
+            batch_ref, send_time, charged, digest = p
             timeline = self._timeline(send_time, digest, states.get(batch_ref))
             if timeline is None:
                 continue
             status, at = timeline
             refunded = status in REFUNDED
             if refunded:
-                self._refund_once(ref.provider_ref, segments)
+                self._refund_once(ref.provider_ref, charged)
             failed = status in NOT_DELIVERED - {DeliveryStatus.UNKNOWN}
             updates.append(
                 StatusUpdate(
@@ -494,9 +571,9 @@ class SimulatorBackend(SmsBackend):
             )
         return updates
 
-    def _refund_once(self, provider_ref: str, segments: int) -> None:
+    def _refund_once(self, provider_ref: str, charged: Decimal) -> None:
         if self.cache.add(self._key("refunded", provider_ref), 1, STATE_TTL):
-            self._set_balance(self._balance() + segments)
+            self._set_balance(self._balance() + charged)
 
     def lookup_by_reference(self, references: list[str]) -> list[SendResult]:
         """What the simulator accepted under our ``references`` (crash recovery)."""

@@ -218,8 +218,6 @@ class SmsEveryoneBackend(SmsBackend):
     #: "Please do not check this API any more often than 1 minute."
     min_reply_poll_interval = 60
     refunds_failed = False
-    #: The doc's "character limits per message" tables stop at 5 SMS.
-    max_length = {"GSM-7": 765, "UCS-2": 335}
 
     # ------------------------------------------------------------ plumbing
     def auth_headers(self) -> dict[str, str]:

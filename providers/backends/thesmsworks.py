@@ -188,8 +188,6 @@ class TheSmsWorksBackend(SmsBackend):
     #: Refunds depend on the report (UK or not): each StatusUpdate says
     #: ``refunded`` itself, so the blanket rule stays off.
     refunds_failed = False
-    #: "You can send messages of up to 1280 characters in length."
-    max_length = {"GSM-7": 1280, "UCS-2": 1280}
 
     REQUIRED_CREDENTIALS = ("customerid", "key", "secret")
 

@@ -86,8 +86,16 @@ def refunds(account):
     return list(
         CreditTransaction.objects.filter(account=account, kind="refund")
         .order_by("id")
-        .values_list("amount", "reference", "idempotency_key")
+        .values_list("amount", "reference", "note")
     )
+
+
+def assert_books_balance(account):
+    """The balance is the sum of the ledger, and the last row says so too."""
+    account.refresh_from_db()
+    rows = CreditTransaction.objects.filter(account=account)
+    assert account.balance == sum(rows.values_list("amount", flat=True))
+    assert rows.order_by("-id").first().balance_after == account.balance
 
 
 def report(message, status, **fields):
@@ -215,9 +223,11 @@ def test_refunded_reports_refund_the_message_credits_once(account):
     account.refresh_from_db()
     assert counts["refunded"] == 1
     assert account.balance == Decimal("101.50")
-    assert refunds(account) == [
-        (Decimal("1.50"), f"message:{messages[0].pk}", f"refund:message:{messages[0].pk}")
-    ]
+    [(amount, reference, note)] = refunds(account)
+    assert amount == Decimal("1.50") and reference.startswith("refund:apply:")
+    assert note.startswith("Provider refund of 1 message.")
+    assert f"messages {messages[0].pk} " in note
+    assert_books_balance(account)
 
 
 def test_a_backend_that_refunds_failures_refunds_undelivered_expired_and_rejected(make_account):
@@ -236,18 +246,129 @@ def test_a_backend_that_refunds_failures_refunds_undelivered_expired_and_rejecte
     )
     account.refresh_from_db()
     assert account.balance == Decimal("16")
-    assert [ref for _, ref, _ in refunds(account)] == [f"message:{m.pk}" for m in messages[:3]]
+    [(amount, _, note)] = refunds(account)
+    assert amount == Decimal("6")
+    assert note.startswith("Provider refund of 3 messages.")
+    assert f"messages {messages[0].pk}-{messages[2].pk} " in note
 
 
-def test_nothing_is_refunded_for_a_message_that_was_never_charged(make_account):
+def test_nothing_is_refunded_for_a_message_that_cost_nothing(make_account):
+    account = make_account(balance=Decimal("10"), backend="refunding")
+    campaign = make_campaign(account)
+    [message] = make_messages(campaign, 1, credits="0")
+    counts = statuses_apply(
+        account=account, updates=[report(message, DS.UNDELIVERED, refunded=True)]
+    )
+    message.refresh_from_db()
+    account.refresh_from_db()
+    assert (message.status, message.status_reason) == (MS.UNDELIVERED, "")
+    assert (counts["refunded"], account.balance, refunds(account)) == (0, Decimal("10"), [])
+
+
+def test_an_unknown_message_was_charged_so_a_provider_refund_refunds_it(make_account):
+    # The engine charges ``unknown`` (the provider most likely took it); when
+    # the provider then reports it undelivered and refunded, so do we.
     account = make_account(balance=Decimal("10"), backend="refunding")
     campaign = make_campaign(account)
     [message] = make_messages(campaign, 1, status=MS.UNKNOWN, credits="2")
-    statuses_apply(account=account, updates=[report(message, DS.UNDELIVERED, refunded=True)])
+    counts = statuses_apply(
+        account=account, updates=[report(message, DS.UNDELIVERED, refunded=True)]
+    )
     message.refresh_from_db()
     account.refresh_from_db()
     assert message.status == MS.UNDELIVERED
+    assert (counts["refunded"], account.balance) == (1, Decimal("12"))
+    assert_books_balance(account)
+
+
+def test_refunds_of_one_call_are_one_ledger_row_named_on_each_message(make_account):
+    account = make_account(balance=Decimal("10"), backend="refunding")
+    first = make_campaign(account, name="First")
+    second = make_campaign(account, name="Second")
+    a = make_messages(first, 3, credits="1.25")
+    b = make_messages(second, 2, credits="2", start=200100)
+    counts = statuses_apply(
+        account=account,
+        updates=[
+            report(a[0], DS.UNDELIVERED),
+            report(a[1], DS.DELIVERED),
+            report(a[2], DS.EXPIRED),
+            report(b[0], DS.FAILED),  # not refunded by this provider
+            report(b[1], DS.REJECTED),
+        ],
+    )
+    assert (counts["applied"], counts["refunded"]) == (5, 3)
+    [(amount, reference, note)] = refunds(account)
+    assert amount == Decimal("4.50")  # 1.25 + 1.25 + 2
+    assert reference.startswith("refund:apply:")
+    assert note.startswith("Provider refund of 3 messages.")
+    assert f"campaigns {first.pk}, {second.pk}; messages {a[0].pk}, {a[2].pk}, {b[1].pk} " in note
+    reasons = dict(Message.objects.values_list("pk", "status_reason"))
+    assert {pk for pk, reason in reasons.items() if reference in reason} == {
+        a[0].pk,
+        a[2].pk,
+        b[1].pk,
+    }
+    assert_books_balance(account)
+    assert account.balance == Decimal("14.50")
+
+
+def test_the_same_refunded_reports_twice_refund_once_and_the_books_balance(make_account):
+    account = make_account(balance=Decimal("10"), backend="refunding")
+    campaign = make_campaign(account)
+    messages = make_messages(campaign, 40, credits="1.50")
+    updates = [
+        report(m, [DS.DELIVERED, DS.UNDELIVERED, DS.EXPIRED, DS.SENT][i % 4])
+        for i, m in enumerate(messages)
+    ]
+    first = statuses_apply(account=account, updates=updates)
+    second = statuses_apply(account=account, updates=updates + updates[:5])
+    assert (first["refunded"], second["refunded"], second["applied"]) == (20, 0, 0)
+    refunded = Message.objects.filter(
+        campaign=campaign, status__in=[MS.UNDELIVERED, MS.EXPIRED]
+    ).values_list("credits", flat=True)
+    assert len(refunds(account)) == 1
+    assert refunds(account)[0][0] == sum(refunded) == Decimal("30")
+    assert_books_balance(account)
+    assert account.balance == Decimal("40")
+
+
+def test_a_refund_that_fails_rolls_the_status_changes_back(make_account, monkeypatch):
+    from providers.services import CreditError
+
+    def refuse(**kwargs):
+        raise CreditError("the ledger is closed")
+
+    monkeypatch.setattr("campaigns.reports.credits_refund_many", refuse)
+    account = make_account(balance=Decimal("10"), backend="refunding")
+    campaign = make_campaign(account)
+    messages = make_messages(campaign, 2, credits="2")
+    with pytest.raises(CreditError):
+        statuses_apply(
+            account=account,
+            updates=[report(messages[0], DS.UNDELIVERED), report(messages[1], DS.DELIVERED)],
+        )
+    assert set(Message.objects.values_list("status", flat=True)) == {MS.SENT}
+    assert counters(campaign) == {"sent_count": 2}
+    account.refresh_from_db()
     assert (account.balance, refunds(account)) == (Decimal("10"), [])
+
+
+def test_refunds_cost_a_fixed_number_of_queries_however_many(
+    make_account, django_assert_max_num_queries
+):
+    account = make_account(balance=Decimal("10"), backend="refunding")
+    campaign = make_campaign(account)
+    messages = make_messages(campaign, 300, credits="1")
+    updates = [
+        report(m, DS.UNDELIVERED if i % 10 == 0 else DS.DELIVERED) for i, m in enumerate(messages)
+    ]
+    # match + lock + 2 status groups + counters + one ledger posting + savepoints.
+    with django_assert_max_num_queries(16):
+        counts = statuses_apply(account=account, updates=updates)
+    assert (counts["applied"], counts["refunded"]) == (300, 30)
+    assert_books_balance(account)
+    assert account.balance == Decimal("40")
 
 
 def test_reports_for_unknown_messages_are_counted_not_applied(account):

@@ -343,3 +343,11 @@ def test_get_backend_passes_credentials_account_key_and_transport(make_account):
     simulator = get_backend(make_account(credentials={"seed": 3}))
     assert simulator.name == "simulator"
     assert simulator.config.seed == "3"
+
+
+@pytest.mark.parametrize("key", sorted(settings.SMS_BACKENDS))
+def test_body_limits_live_in_providers_limits_not_on_backends(key):
+    # One source of truth: a second table on the backends drifted from the
+    # providers' documented limits (612/268 for everyone).
+    cls = backend_class(key)
+    assert not any("max_length" in vars(klass) for klass in cls.__mro__)

@@ -27,6 +27,7 @@ from providers.services import (
     credits_charge,
     credits_reconcile,
     credits_refund,
+    credits_refund_many,
     credits_release,
     credits_reserve,
     credits_top_up,
@@ -399,6 +400,51 @@ def test_reserve_charge_release_refund_cycle(acct):
     a = fresh(account)
     assert (a.balance, a.reserved, a.available) == (D("83"), D("0"), D("83"))
     assert_consistent(account)
+
+
+def test_a_bulk_refund_is_one_row_with_the_count_in_its_note(acct):
+    account = acct(balance=10)
+    row = credits_refund_many(
+        account=account,
+        amount="7.50",
+        reference="refund:apply:abc",
+        count=5,
+        note="Messages 1-5.",
+    )
+    assert (row.kind, row.amount, row.reserved_change, row.balance_after) == (
+        K.REFUND,
+        D("7.50"),
+        D("0"),
+        D("17.50"),
+    )
+    assert (row.reference, row.note) == (
+        "refund:apply:abc",
+        "Provider refund of 5 messages. Messages 1-5.",
+    )
+    assert CreditTransaction.objects.filter(account=account, kind=K.REFUND).count() == 1
+    assert fresh(account).balance == D("17.50")
+    assert_consistent(account)
+
+
+def test_a_bulk_refund_with_the_same_key_twice_applies_once(acct):
+    account = acct(balance=10)
+    first = credits_refund_many(
+        account=account, amount=3, reference="r:1", count=2, idempotency_key="k:1"
+    )
+    again = credits_refund_many(
+        account=account, amount=3, reference="r:1", count=2, idempotency_key="k:1"
+    )
+    assert again.pk == first.pk
+    assert fresh(account).balance == D("13")
+    assert_consistent(account)
+
+
+@pytest.mark.parametrize("count", [0, -1, 1.5, "3", True, None])
+def test_a_bulk_refund_needs_a_whole_positive_count(acct, count):
+    account = acct(balance=10)
+    with pytest.raises(CreditError, match="count of refunded messages"):
+        credits_refund_many(account=account, amount=1, reference="r:1", count=count)
+    assert fresh(account).balance == D("10")
 
 
 def test_reserve_more_than_available_is_refused(acct):

@@ -50,6 +50,8 @@ class Clock:
 
 
 def sim(clock: Clock | None = None, account: str = "1", **knobs) -> SimulatorBackend:
+    # Credits at the simulated provider unless a test says otherwise (it starts at 0).
+    knobs.setdefault("initial_balance", 1000)
     return SimulatorBackend(
         credentials={"seed": 7, **knobs}, account_key=account, clock=clock or Clock()
     )
@@ -218,7 +220,7 @@ def test_a_lost_answer_can_be_reconciled_by_reference():
 
 def test_balance_is_charged_per_segment_and_refunded_once_for_failures():
     clock = Clock()
-    backend = sim(clock, balance=100, mix={"undelivered": 1})
+    backend = sim(clock, initial_balance=100, mix={"undelivered": 1})
     long_body = "x" * 200  # two segments
     results = backend.send(
         [
@@ -235,8 +237,49 @@ def test_balance_is_charged_per_segment_and_refunded_once_for_failures():
     assert backend.balance() == Decimal(100)
 
 
+def test_the_provider_balance_starts_at_zero_and_grows_only_with_top_ups():
+    # Like a new account at a real provider: what it holds is what we bought,
+    # so reconcile compares like with like.
+    backend = SimulatorBackend(credentials={"seed": 7}, account_key="9", clock=Clock())
+    assert backend.balance() == Decimal(0)
+    with pytest.raises(ProviderError, match="has 0 credits and this batch needs 1"):
+        backend.send(batch(1))
+    assert backend.top_up(Decimal("25")) == Decimal(25)
+    backend.send(batch(3))
+    assert backend.balance() == Decimal(22)
+
+
+def test_initial_balance_is_a_knob_and_balance_its_old_name():
+    assert sim(initial_balance="12.50").balance() == Decimal("12.50")
+    old = SimulatorBackend(credentials={"balance": 7}, account_key="2", clock=Clock())
+    assert old.balance() == Decimal(7)
+
+
+def test_the_provider_charges_and_refunds_its_price_per_segment_by_country():
+    clock = Clock()
+    backend = sim(
+        clock,
+        initial_balance=100,
+        credits_per_segment="1.5",
+        country_rates={"gb": "2"},
+        mix={"undelivered": 1},
+    )
+    results = backend.send(
+        [
+            OutboundSms(reference="a", to="+61400000001", body="short"),
+            OutboundSms(reference="b", to="+447400123190", body="x" * 200),  # 2 segments
+        ]
+    )
+    assert [r.credits for r in results] == [Decimal("1.5"), Decimal(4)]
+    assert backend.balance() == Decimal("94.5")
+    clock.now += 3600
+    backend.fetch_statuses(refs(results))
+    backend.fetch_statuses(refs(results))  # the same reports again
+    assert backend.balance() == Decimal(100)
+
+
 def test_a_balance_too_low_refuses_the_whole_call_and_charges_nothing():
-    backend = sim(balance=2)
+    backend = sim(initial_balance=2)
     with pytest.raises(ProviderError) as caught:
         backend.send(batch(3))
     assert (caught.value.kind, caught.value.permanent) == ("credit", True)
@@ -286,8 +329,8 @@ def test_every_capability_is_supported_without_any_network():
 
 
 def test_state_is_per_account():
-    backend = sim(account="1", balance=10)
-    other = sim(account="2", balance=10)
+    backend = sim(account="1", initial_balance=10)
+    other = sim(account="2", initial_balance=10)
     backend.send(batch(3))
     assert (backend.balance(), other.balance()) == (Decimal(7), Decimal(10))
 
@@ -333,6 +376,12 @@ def test_malformed_webhook_bodies_are_refused_with_a_reason(body, reason):
         ({"delivery_delay": "soon"}, "'delivery_delay' must be a number"),
         ({"unavailable": "yes"}, "'unavailable' must be true or false"),
         ({"latency": 60}, "'latency' must be between"),
+        ({"initial_balance": "lots"}, "'initial_balance' must be a number"),
+        ({"initial_balance": -5}, "'initial_balance' must be 0 or more"),
+        ({"credits_per_segment": 0}, "'credits_per_segment' must be more than zero"),
+        ({"country_rates": {"GB": "x"}}, "'country_rates' GB must be a number"),
+        ({"country_rates": {"United Kingdom": 2}}, "two-letter country codes"),
+        ({"country_rates": ["GB"]}, "'country_rates' must be an object"),
     ],
 )
 def test_bad_knobs_are_a_permanent_error_naming_the_knob(knobs, reason):
@@ -343,6 +392,8 @@ def test_bad_knobs_are_a_permanent_error_naming_the_knob(knobs, reason):
 
 def test_latency_is_spent_through_the_injected_sleep():
     slept = []
-    backend = SimulatorBackend(credentials={"latency": 2}, account_key="1", sleep=slept.append)
+    backend = SimulatorBackend(
+        credentials={"latency": 2, "initial_balance": 1}, account_key="1", sleep=slept.append
+    )
     backend.send(batch(1))
     assert slept == [2.0]

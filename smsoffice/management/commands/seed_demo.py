@@ -101,6 +101,8 @@ class Command(BaseCommand):
                 "backend": "simulator",
                 "default_sender": "smsoffice",
                 "country_rates": {"GB": "2"},
+                # The simulated provider's price list, the same as ours: reconcile agrees.
+                "credentials": {"country_rates": {"GB": "2"}},
                 "low_balance_threshold": Decimal("500"),
             },
         )
