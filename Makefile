@@ -24,6 +24,7 @@ run: setup
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py createcachetable
 	$(PY) manage.py seed_demo
+	$(PY) manage.py sync_schedules
 	@echo ""
 	@echo "  smsoffice admin: http://$(HOST):$(PORT)/admin/   (Ctrl-C stops the server and the worker)"
 	@echo ""

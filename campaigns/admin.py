@@ -1,10 +1,16 @@
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.urls import path
 
+from campaigns.admin_engine import CampaignEngineAdminMixin, MessageEngineAdminMixin
+from campaigns.admin_views import campaign_quote_context, measure_view
+from campaigns.forms import CampaignForm, MessageTemplateForm
 from campaigns.models import Campaign, CampaignEvent, InboundMessage, Message, MessageTemplate
 
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
+    form = MessageTemplateForm  # live SMS counter; refuses unknown placeholders
     list_display = ["name", "body", "updated_at"]
     search_fields = ["name", "body"]
     readonly_fields = ["created_at", "updated_at"]
@@ -23,7 +29,9 @@ class CampaignEventInline(admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
+    form = CampaignForm  # live SMS counter; refuses unknown placeholders, bad senders
+    actions = CampaignEngineAdminMixin.engine_actions  # send, schedule, pause, resume, cancel
     list_display = [
         "name",
         "status",
@@ -92,9 +100,28 @@ class CampaignAdmin(admin.ModelAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
 
+    def get_urls(self):
+        # The live counter of every message body field (campaigns and templates).
+        measure = path(
+            "measure/",
+            self.admin_site.admin_view(measure_view),
+            name="campaigns_campaign_measure",
+        )
+        return [measure, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The quote box (templates/admin/campaigns/campaign/change_form.html).
+        extra_context = dict(extra_context or {})
+        if request.method == "GET":
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and self.has_view_or_change_permission(request, obj):
+                extra_context.update(campaign_quote_context(obj))
+        return super().change_view(request, object_id, form_url, extra_context)
+
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(MessageEngineAdminMixin, admin.ModelAdmin):
+    actions = MessageEngineAdminMixin.engine_actions  # decide on unknown messages
     list_display = [
         "phone",
         "campaign",

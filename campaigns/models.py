@@ -89,6 +89,21 @@ class Campaign(models.Model):
     unknown_count = models.PositiveIntegerField(default=0, editable=False)
     planned = models.BooleanField(default=False, editable=False)
 
+    # Dispatch bookkeeping (campaigns.dispatch). One worker at a time holds the
+    # lease; it expires on its own, so a worker that dies never blocks a campaign.
+    dispatch_token = models.UUIDField(null=True, blank=True, editable=False)
+    dispatch_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    next_dispatch_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When sending resumes after a wait (quiet hours, rate limit, retry backoff).",
+    )
+    # Distinct recipient time zones of the plan, for quiet hours.
+    time_zones = models.JSONField(default=list, blank=True, editable=False)
+    # Whole batches refused permanently in a row; too many fail the campaign.
+    consecutive_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -144,7 +159,15 @@ class Message(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     status_reason = models.CharField(max_length=255, blank=True)
     claim_token = models.UUIDField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Send attempts that failed transiently (retried with backoff)."
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="Not claimed before this (retry backoff)."
+    )
+    time_zone = models.CharField(
+        max_length=64, blank=True, help_text="Recipient's time zone for quiet hours."
+    )
     provider_ref = models.CharField(max_length=100, blank=True)
     provider_batch_ref = models.CharField(max_length=100, blank=True)
     raw_status = models.CharField(max_length=100, blank=True)
@@ -167,8 +190,16 @@ class Message(models.Model):
             models.Index(
                 fields=["provider_ref"], name="msg_provider_ref", condition=~Q(provider_ref="")
             ),
+            # Partial, so that the planner never takes them for a plain
+            # ``status = ...`` filter: without statistics SQLite would walk a
+            # (status, ...) index over every queued message instead of
+            # looking 500 ids up by primary key.
             # Polling what is still in flight.
-            models.Index(fields=["status", "sent_at"], name="msg_status_sent_at"),
+            models.Index(fields=["sent_at"], name="msg_in_flight", condition=Q(status="sent")),
+            # Recovering batches whose worker died.
+            models.Index(
+                fields=["claimed_at"], name="msg_submitting", condition=Q(status="submitting")
+            ),
             models.Index(fields=["claim_token"], name="msg_claim_token"),
             models.Index(fields=["phone"], name="msg_phone"),
         ]

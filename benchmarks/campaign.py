@@ -1,0 +1,192 @@
+"""Benchmark: one campaign of N recipients through plan, dispatch and status apply.
+
+    .venv/bin/python benchmarks/campaign.py                 # N = 100,000
+    .venv/bin/python benchmarks/campaign.py --n 1000000     # memory at 1M
+    .venv/bin/python benchmarks/campaign.py --n 20000 --batch 250
+
+On a fresh SQLite database in a temporary directory (never the project's),
+with one worker (this process): N contacts in a list, a personalised body,
+the simulator with no latency and no rate limit. Prints, per stage, the
+seconds, recipients (or updates) per second and the process's peak memory
+(max RSS so far) so flatness can be compared across N:
+
+- plan: ``campaign_plan`` (stream recipients, render, measure, bulk insert);
+- dispatch: ``campaign_dispatch`` runs until the campaign is complete
+  (claim, wash, ``SimulatorBackend.send``, record, charge), batches of
+  ``--batch``; the simulator keeps its own state in a local-memory cache
+  (``--cache db`` uses the database cache, as ``make run`` does);
+- status apply: ``campaigns.reports.statuses_apply`` with a delivered report
+  per message, 5,000 per call.
+
+Targets (issue 6): plan >= 25,000/s, dispatch >= 5,000/s, status apply
+>= 20,000/s, peak memory < 200 MB at 1,000,000 and flat as N grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FIRST_NAMES = ["Ann", "Bob", "Chloé", "Dmitri", "Emma", "Fatima", "Giovanni", "Hannah", "Zoë"]
+BODY = (
+    "Hi {{ first_name|default:'there' }}, 20% off everything this weekend. Reply STOP to opt out."
+)
+
+
+def setup_django(db_path: Path, cache: str) -> None:
+    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings")
+    from django.conf import settings
+
+    if cache == "locmem":
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.LOGGING_CONFIG = None
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("createcachetable", verbosity=0)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def add_contacts(n: int, contact_list) -> None:
+    from django.db import transaction
+
+    from contacts.models import Contact, ListMembership
+
+    for start in range(0, n, 10_000):
+        end = min(n, start + 10_000)
+        with transaction.atomic():
+            contacts = Contact.objects.bulk_create(
+                Contact(phone=f"+614{i:08d}", first_name=FIRST_NAMES[i % len(FIRST_NAMES)])
+                for i in range(start, end)
+            )
+            ListMembership.objects.bulk_create(
+                ListMembership(contact=c, contact_list=contact_list) for c in contacts
+            )
+
+
+def stage(name: str, count: int, seconds: float, unit: str) -> None:
+    print(
+        f"{name:<13} {count:>10,} {unit:<8} {seconds:>8.2f} s {count / seconds:>10,.0f}/s "
+        f"{peak_mb():>8.0f} MB peak"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="recipients")
+    parser.add_argument("--batch", type=int, default=500, help="messages per send call")
+    parser.add_argument("--cache", choices=["locmem", "db"], default="locmem")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="smsoffice-bench-") as tmp:
+        setup_django(Path(tmp) / "bench.sqlite3", args.cache)
+        from django.db.models import Count
+
+        from campaigns import dispatch
+        from campaigns.dispatch import campaign_dispatch, campaign_plan
+        from campaigns.models import Campaign, Message
+        from campaigns.reports import statuses_apply
+        from campaigns.services import campaign_send_now
+        from contacts.models import ContactList
+        from providers.backends.base import DeliveryStatus, StatusUpdate
+        from providers.backends.simulator import SimulatorBackend
+        from providers.models import ProviderAccount
+        from providers.services import credits_top_up
+
+        dispatch._enqueue = lambda campaign_id, at: None  # this process is the worker
+        account = ProviderAccount.objects.create(
+            name="Bench",
+            backend="simulator",
+            credentials={"seed": 1, "latency": 0, "reply_rate": 0, "balance": args.n * 10},
+            requests_per_second=0,
+            messages_per_second=0,
+        )
+        credits_top_up(account=account, amount=Decimal(args.n * 2))
+        contact_list = ContactList.objects.create(name="Bench")
+        start = time.perf_counter()
+        add_contacts(args.n, contact_list)
+        print(
+            f"SQLite, {os.cpu_count()} CPUs, cache {args.cache}, batches of {args.batch}; "
+            f"{args.n:,} contacts made in {time.perf_counter() - start:.1f} s"
+        )
+        campaign = Campaign.objects.create(name="Bench", account=account, sender="Bench", body=BODY)
+        campaign.lists.add(contact_list)
+        campaign = Campaign.objects.select_related("account").get(pk=campaign.pk)
+
+        start = time.perf_counter()
+        campaign_send_now(campaign=campaign, user=None)
+        stage("quote+reserve", args.n, time.perf_counter() - start, "recips")
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+
+        start = time.perf_counter()
+        campaign_plan(campaign_id=campaign.pk)
+        stage("plan", args.n, time.perf_counter() - start, "recips")
+
+        SimulatorBackend.max_batch = args.batch
+        backend = SimulatorBackend(credentials=account.credentials, account_key=str(account.pk))
+        runs = 0
+        start = time.perf_counter()
+        while True:
+            runs += 1
+            run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+            if run.state != "slice_over":
+                break
+        seconds = time.perf_counter() - start
+        sent = Message.objects.filter(campaign=campaign, status="sent").count()
+        stage("dispatch", sent, seconds, "msgs")
+        print(f"{'':<13} {runs} run(s), final state {run.state!r}")
+
+        rows = Message.objects.filter(campaign=campaign).order_by("pk")
+        last = 0
+        applied = 0
+        start = time.perf_counter()
+        while True:
+            chunk = list(rows.filter(pk__gt=last).values_list("pk", "provider_ref")[:5000])
+            if not chunk:
+                break
+            last = chunk[-1][0]
+            result = statuses_apply(
+                account=account,
+                updates=[
+                    StatusUpdate(
+                        status=DeliveryStatus.DELIVERED, provider_ref=ref, raw_status="DELIVERED"
+                    )
+                    for _, ref in chunk
+                ],
+            )
+            applied += result["applied"]
+        stage("status apply", applied, time.perf_counter() - start, "updates")
+
+        campaign.refresh_from_db()
+        by_status = dict(
+            Message.objects.filter(campaign=campaign)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        print(
+            f"campaign {campaign.status}: {by_status}; delivered_count "
+            f"{campaign.delivered_count}, charged {campaign.credits_charged}, "
+            f"reserved {campaign.credits_reserved}"
+        )
+
+
+if __name__ == "__main__":
+    main()
