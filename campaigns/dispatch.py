@@ -772,7 +772,7 @@ def _set_provider_refs(pairs: list[tuple[str, int]]) -> None:
 
 
 def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, Outcome] | None:
-    """Reconcile rows ``(id, attempts)`` of a batch whose fate is unknown.
+    """Reconcile rows ``(id, attempts, phone)`` of a batch whose fate is unknown.
 
     With ``lookup_by_reference``: what the provider accepted is sent, what it
     refused is failed/retried, what it never saw is requeued. Without it:
@@ -790,15 +790,17 @@ def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, 
         )
         return {row[0]: outcome for row in rows}
     try:
+        # The numbers let providers that tag a whole batch with one reference
+        # (The SMS Works) match each member by destination.
+        numbers = {message_reference(pk): phone for pk, _, phone in rows}
         found = {
-            r.reference: r
-            for r in backend.lookup_by_reference([message_reference(row[0]) for row in rows])
+            r.reference: r for r in backend.lookup_by_reference(list(numbers), numbers=numbers)
         }
     except ProviderError as exc:
         logger.warning("Lookup by reference failed (%s); will retry.", exc)
         return None
     outcomes: dict[int, Outcome] = {}
-    for pk, attempts in rows:
+    for pk, attempts, _ in rows:
         result = found.get(message_reference(pk))
         if result is None:
             outcomes[pk] = Outcome(
@@ -863,7 +865,7 @@ def batches_recover(
             be = backends[campaign.account_id] = campaign.account.get_backend()
         rows = list(
             Message.objects.filter(claim_token=token, status=S.SUBMITTING).values_list(
-                "id", "attempts"
+                "id", "attempts", "phone"
             )
         )
         if not rows:

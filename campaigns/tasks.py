@@ -39,6 +39,8 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "smsoffice: poll delivery statuses": ("campaigns.tasks.poll_statuses", 1),
     "smsoffice: poll replies": ("campaigns.tasks.poll_replies", 1),
     "smsoffice: recover stuck batches": ("campaigns.tasks.recover_stuck_batches", 5),
+    # Reports drift between our ledger and provider balances; never overwrites.
+    "smsoffice: reconcile provider balances": ("providers.tasks.reconcile_balances", 60),
 }
 
 #: Message references per fetch_statuses call.
@@ -113,7 +115,7 @@ def poll_statuses(*, backend=None, time_budget: float = POLL_SLICE) -> int:
             cursor = cache.get(cursor_key) or 0
             pending = Message.objects.filter(
                 campaign_id=campaign_id, status=S.SENT, sent_at__gte=since
-            ).exclude(provider_ref="")
+            ).exclude(provider_ref="", provider_batch_ref="")  # batch members may lack their own id
             while time.monotonic() - started < time_budget:
                 rows = list(
                     pending.filter(pk__gt=cursor)

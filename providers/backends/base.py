@@ -599,9 +599,12 @@ class SmsBackend:
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
         raise UnsupportedOperation(self.name, "status polling")
 
-    def lookup_by_reference(self, references: list[str]) -> list[SendResult]:
+    def lookup_by_reference(
+        self, references: list[str], *, numbers: Mapping[str, str] | None = None
+    ) -> list[SendResult]:
         """For crash recovery: what the provider knows of messages sent with
-        our ``references``. Missing ones are absent from the result."""
+        our ``references`` (``numbers`` maps each reference to its E.164
+        destination, for providers that need it). Missing ones are absent."""
         raise UnsupportedOperation(self.name, "lookup by reference")
 
     def fetch_replies(self) -> list[InboundSms]:

@@ -575,7 +575,9 @@ class SimulatorBackend(SmsBackend):
         if self.cache.add(self._key("refunded", provider_ref), 1, STATE_TTL):
             self._set_balance(self._balance() + charged)
 
-    def lookup_by_reference(self, references: list[str]) -> list[SendResult]:
+    def lookup_by_reference(
+        self, references: list[str], *, numbers: Mapping[str, str] | None = None
+    ) -> list[SendResult]:
         """What the simulator accepted under our ``references`` (crash recovery)."""
         self._call("lookup")
         keys = {self._key("ref", r): r for r in references}

@@ -164,7 +164,7 @@ class RecordingBackend(SmsBackend):
             )
         return results
 
-    def lookup_by_reference(self, references: list[str]) -> list[SendResult]:
+    def lookup_by_reference(self, references: list[str], *, numbers=None) -> list[SendResult]:
         return [
             SendResult(
                 reference=r,

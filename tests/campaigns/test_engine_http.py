@@ -54,7 +54,7 @@ class JsonApiBackend(SmsBackend):
             for s in batch
         ]
 
-    def lookup_by_reference(self, references):
+    def lookup_by_reference(self, references, *, numbers=None):
         answer = self.request("POST", "/lookup", json_body={"refs": references})
         return [
             SendResult(

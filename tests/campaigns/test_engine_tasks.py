@@ -186,3 +186,31 @@ def test_poll_replies_stores_them_opts_out_stop_and_honours_the_interval(
         ).count()
         == 5
     )
+
+
+def test_poll_statuses_asks_for_batch_members_that_have_no_id_of_their_own(
+    make_account, superuser, enqueued
+):
+    # The SMS Works answers a batch send with a batch id only: its members get
+    # their own id from their first report, so polling must include them.
+    account = make_account(balance=Decimal("100"), requests_per_second=0, messages_per_second=0)
+    campaign = make_campaign(account=account, phones=new_phones(5))
+    campaign_send_now(campaign=campaign, user=superuser)
+    tasks.dispatch_campaign(campaign.pk)
+    Message.objects.filter(campaign=campaign).update(provider_ref="", provider_batch_ref="B-1")
+
+    asked = []
+
+    class Recording(SimulatorBackend):
+        def fetch_statuses(self, refs):
+            asked.extend(refs)
+            return []
+
+    tasks.poll_statuses(
+        backend=Recording(credentials=account.credentials, account_key=str(account.pk))
+    )
+
+    assert sorted(r.to for r in asked) == sorted(
+        Message.objects.filter(campaign=campaign).values_list("phone", flat=True)
+    )
+    assert {r.provider_batch_ref for r in asked} == {"B-1"}
