@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.counters import counters_move
-from campaigns.models import InboundMessage, Message
+from campaigns.models import Campaign, InboundMessage, Message
 from contacts.models import Contact, OptOut
 from contacts.phones import try_normalize_phone
 from contacts.services import optout_add, optout_remove
@@ -105,16 +105,21 @@ _ROW_FIELDS = ("pk", "campaign_id", "phone", "provider_ref", "provider_batch_ref
 
 def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[int | None]:
     """The message id each update is about (``None``: not one of ours)."""
-    mine = Message.objects.filter(campaign__account_id=account.pk).order_by()
+    # Filtering on the account's campaigns in Python, not with a join: with the
+    # join SQLite picks the campaign index and walks every message of the
+    # account for each chunk, so applying reports slowed as the table grew.
+    campaign_ids = set(Campaign.objects.filter(account_id=account.pk).values_list("pk", flat=True))
+    messages = Message.objects.order_by()
     matched: list[int | None] = [None] * len(updates)
 
     by_ref: dict[str, list[_Row]] = defaultdict(list)
     refs = sorted({u.provider_ref for u in updates if u.provider_ref})
     for chunk in _chunks(refs):
         # ``exclude("")`` lets the database use the partial provider_ref index.
-        by_provider_ref = mine.filter(provider_ref__in=chunk).exclude(provider_ref="")
+        by_provider_ref = messages.filter(provider_ref__in=chunk).exclude(provider_ref="")
         for values in by_provider_ref.values_list(*_ROW_FIELDS):
-            by_ref[values[3]].append(_Row(*values))
+            if values[1] in campaign_ids:
+                by_ref[values[3]].append(_Row(*values))
 
     pending_refs: list[int] = []
     for i, update in enumerate(updates):
@@ -135,8 +140,9 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
     pks = sorted({int(REFERENCE.match(updates[i].reference).group(1)) for i in pending_refs})
     by_pk: dict[int, _Row] = {}
     for chunk in _chunks(pks):
-        for values in mine.filter(pk__in=chunk).values_list(*_ROW_FIELDS):
-            by_pk[values[0]] = _Row(*values)
+        for values in messages.filter(pk__in=chunk).values_list(*_ROW_FIELDS):
+            if values[1] in campaign_ids:
+                by_pk[values[0]] = _Row(*values)
 
     siblings_wanted: dict[int, set[str]] = defaultdict(set)
     for i in pending_refs:
@@ -152,7 +158,7 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
         siblings: dict[tuple[int, str], _Row] = {}
         for campaign_id, phones in siblings_wanted.items():
             for chunk in _chunks(sorted(phones)):
-                rows = mine.filter(campaign_id=campaign_id, phone__in=chunk)
+                rows = messages.filter(campaign_id=campaign_id, phone__in=chunk)
                 for values in rows.values_list(*_ROW_FIELDS):
                     siblings[(values[1], values[2])] = _Row(*values)
         for i in pending_refs:
