@@ -95,6 +95,7 @@ def test_counter_shows_ucs2_segments_and_highlights_the_offending_characters(
     assert marks.first.get_attribute("title") == "U+2019 Right Single Quotation Mark"
 
     # The GSM proposal is explicit: nothing changes until the button is pressed.
+    assert f"replace {CURLY} → ' " in counter.inner_text()
     assert page.input_value("#id_body") == text
     page.click(".sms-counter-apply")
     assert page.input_value("#id_body") == f"We're open {EMOJI} " + "a" * 60

@@ -98,7 +98,7 @@
     if (suggestion && suggestion.replacements.length) {
       var offer = el("div", "sms-counter-suggestion");
       var changes = suggestion.replacements.map(function (r) {
-        return (INVISIBLE.test(r.char) ? "[" + r.name + "]" : r.char) + " → " + (r.replacement === "" ? "nothing" : JSON.stringify(r.replacement));
+        return (INVISIBLE.test(r.char) ? "[" + r.name + "]" : r.char) + " → " + (r.replacement === "" ? "nothing" : (r.replacement === " " ? "[space]" : r.replacement));
       });
       var uniq = changes.filter(function (c, i) { return changes.indexOf(c) === i; });
       var outcome = suggestion.encoding_after + ", " + plural(suggestion.segments_after, "SMS", "SMS") +
