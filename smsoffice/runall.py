@@ -34,7 +34,14 @@ def main() -> int:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    # Installed explicitly: a shell that starts us in the background sets
+    # SIGINT to "ignore", and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     exit_code = 0
     try:
         while True:
