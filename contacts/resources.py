@@ -14,6 +14,7 @@ from import_export import fields, resources, widgets
 
 from contacts.models import Contact, ContactList, OptOut
 from contacts.phones import normalize_phone
+from contacts.services import optout_add
 
 
 class PhoneWidget(widgets.CharWidget):
@@ -144,3 +145,17 @@ class OptOutResource(PhoneKeyedResource):
     def before_import_row(self, row, **kwargs):
         # Whatever the file says, these opt-outs came from an import.
         row["source"] = OptOut.Source.IMPORT
+        self._importing_user = kwargs.get("user")
+
+    def do_instance_save(self, instance, is_create):
+        # New opt-outs go through the service (normalisation, logging, races);
+        # an existing one only has its reason updated.
+        if not is_create:
+            return super().do_instance_save(instance, is_create)
+        saved = optout_add(
+            phone=instance.phone,
+            source=OptOut.Source.IMPORT,
+            reason=instance.reason,
+            user=getattr(self, "_importing_user", None),
+        )
+        instance.pk = saved.pk

@@ -101,3 +101,14 @@ def test_admin_import_shows_row_errors_and_writes_nothing(admin_client):
     page = response.content.decode()
     assert "&#x27;not-a-number&#x27; is not a phone number" in page
     assert Contact.objects.count() == 0
+
+
+def test_optout_import_goes_through_the_service_and_records_the_user(admin_user, caplog):
+    caplog.set_level("INFO", logger="contacts")
+    result = OptOutResource().import_data(
+        _dataset("phone,reason\n0400 123 456,asked\n"), dry_run=False, user=admin_user
+    )
+    assert not result.has_validation_errors()
+    optout = OptOut.objects.get()
+    assert (optout.source, optout.created_by) == ("import", admin_user)
+    assert "opt-out added: +61400123456 (source import" in caplog.text
