@@ -443,36 +443,33 @@ class SimulatorBackend(SmsBackend):
         return results
 
     def _refusal(self, sms: OutboundSms, optouts: set[str]) -> SendResult | None:
+        """Why the simulated provider refuses ``sms``, or None when it accepts it."""
         try:
             number = "+" + to_msisdn(sms.to)
         except ProviderError as exc:
-            return SendResult(
-                reference=sms.reference,
-                accepted=False,
-                status=DeliveryStatus.REJECTED,
-                raw_status="REJECTED",
-                error_code="invalid_number",
-                error_message=exc.message,
-            )
+            return self._rejected(sms, "invalid_number", exc.message)
         if number in self.config.fail_numbers:
-            return SendResult(
-                reference=sms.reference,
-                accepted=False,
-                status=DeliveryStatus.REJECTED,
-                raw_status="REJECTED",
-                error_code="SIM-REJECTED",
-                error_message=f"{number} is refused by the simulator (knob 'fail_numbers').",
+            return self._rejected(
+                sms,
+                "SIM-REJECTED",
+                f"{number} is refused by the simulator (knob 'fail_numbers').",
             )
         if number in optouts:
-            return SendResult(
-                reference=sms.reference,
-                accepted=False,
-                status=DeliveryStatus.REJECTED,
-                raw_status="REJECTED",
-                error_code="SIM-OPTED-OUT",
-                error_message=f"{number} is on the simulated provider's opt-out list.",
+            return self._rejected(
+                sms, "SIM-OPTED-OUT", f"{number} is on the simulated provider's opt-out list."
             )
         return None
+
+    @staticmethod
+    def _rejected(sms: OutboundSms, code: str, message: str) -> SendResult:
+        return SendResult(
+            reference=sms.reference,
+            accepted=False,
+            status=DeliveryStatus.REJECTED,
+            raw_status="REJECTED",
+            error_code=code,
+            error_message=message,
+        )
 
     # ------------------------------------------------------------ timeline
     @staticmethod

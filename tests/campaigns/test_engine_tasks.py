@@ -28,6 +28,20 @@ pytestmark = pytest.mark.django_db
 C = Campaign.Status
 
 
+def _sent_on_the_simulator(account, *, recipients: int, user):
+    """Send a campaign of ``recipients`` new numbers through ``account``'s
+    simulator; return it and a simulator that looks an hour ahead."""
+    campaign = make_campaign(account=account, phones=new_phones(recipients))
+    campaign_send_now(campaign=campaign, user=user)
+    tasks.dispatch_campaign(campaign.pk)
+    later = SimulatorBackend(
+        credentials=account.credentials,
+        account_key=str(account.pk),
+        clock=lambda: timezone.now().timestamp() + 3600,
+    )
+    return campaign, later
+
+
 def test_sync_schedules_creates_each_schedule_once_by_name():
     call_command("sync_schedules")
     Schedule.objects.filter(name="smsoffice: poll replies").update(minutes=42, func="x.y")
@@ -125,14 +139,7 @@ def test_poll_statuses_applies_reports_and_refunds(make_account, superuser, enqu
         requests_per_second=0,
         messages_per_second=0,
     )
-    campaign = make_campaign(account=account, phones=new_phones(40))
-    campaign_send_now(campaign=campaign, user=superuser)
-    tasks.dispatch_campaign(campaign.pk)
-    later = SimulatorBackend(
-        credentials=account.credentials,
-        account_key=str(account.pk),
-        clock=lambda: timezone.now().timestamp() + 3600,
-    )
+    campaign, later = _sent_on_the_simulator(account, recipients=40, user=superuser)
 
     applied = tasks.poll_statuses(backend=later)
 
@@ -164,14 +171,7 @@ def test_poll_replies_stores_them_opts_out_stop_and_honours_the_interval(
         requests_per_second=0,
         messages_per_second=0,
     )
-    campaign = make_campaign(account=account, phones=new_phones(5))
-    campaign_send_now(campaign=campaign, user=superuser)
-    tasks.dispatch_campaign(campaign.pk)
-    later = SimulatorBackend(
-        credentials=account.credentials,
-        account_key=str(account.pk),
-        clock=lambda: timezone.now().timestamp() + 3600,
-    )
+    campaign, later = _sent_on_the_simulator(account, recipients=5, user=superuser)
     tasks.poll_statuses(backend=later)
 
     assert tasks.poll_replies(backend=later) == 5
