@@ -24,7 +24,7 @@ import base64
 import enum
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,6 +98,55 @@ class Capability(enum.StrEnum):
     LOOKUP_BY_REFERENCE = "lookup_by_reference"
 
 
+class SendOutcome(enum.StrEnum):
+    """What happened to one message in one ``send()``: exactly one per message.
+
+    - ``ACCEPTED``: the provider took it (``provider_ref`` set when it gives one).
+    - ``REFUSED_PERMANENT``: refused; sending it again would fail the same way.
+    - ``REFUSED_TRANSIENT``: refused for now (provider busy, 5xx); may be tried
+      again later, and counts as an attempt.
+    - ``NOT_ATTEMPTED``: never reached the provider (an earlier call of the
+      batch failed, the pacer deferred the call, a 429 stopped the batch).
+      Re-queue it; it costs no attempt.
+    - ``UNKNOWN``: the call may have reached the provider (read timeout, an
+      unreadable answer): reconcile by our reference, never re-send blindly.
+    """
+
+    ACCEPTED = "accepted"
+    REFUSED_PERMANENT = "refused_permanent"
+    REFUSED_TRANSIENT = "refused_transient"
+    NOT_ATTEMPTED = "not_attempted"
+    UNKNOWN = "unknown"
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a provider call or a message failed, without parsing text."""
+
+    AUTH = "auth"
+    CREDIT = "credit"
+    VALIDATION = "validation"
+    RATE_LIMIT = "rate_limit"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    PROTOCOL = "protocol"
+    NOT_FOUND = "not_found"
+    UNSUPPORTED = "unsupported"
+    OPTED_OUT = "opted_out"  # the provider dropped the destination for an opt-out
+    DEFERRED = "deferred"  # our own pacer said "not now"; nothing was sent
+
+
+#: A pacer is called by :meth:`SmsBackend.request` immediately before every
+#: HTTP call, with the call's operation (``"send"``, ``"status"``,
+#: ``"replies"``, ``"balance"``, ...). It returns once the call may be made
+#: (it may sleep to honour the account's rate, shared across workers), or
+#: raises :class:`ProviderError` with ``kind=ErrorKind.DEFERRED`` (or
+#: ``RATE_LIMIT`` while a provider's Retry-After is running) and
+#: ``retry_after`` to say "do not make this call now"; nothing was sent, so
+#: ``maybe_processed`` is false and the messages of that call are
+#: ``NOT_ATTEMPTED``. The campaign engine supplies it; ``None`` = unpaced.
+Pacer = Callable[[str], None]
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundSms:
     """One message to send. ``reference`` is ours (unique per message) and is
@@ -128,6 +177,26 @@ class SendResult:
     #: Not accepted as far as we know, but the call may have reached the
     #: provider (e.g. a read timeout): reconcile, never blindly re-send.
     outcome_unknown: bool = False
+    #: The explicit outcome (see :class:`SendOutcome`). Backends written on
+    #: the base send flow always set it; when left ``None`` it is derived from
+    #: the fields above (transitional, for backends not yet moved).
+    outcome: SendOutcome | None = None
+    error_kind: str = ""  # an ErrorKind value for a refused / not attempted message
+    retry_after: float | None = None  # seconds, when the provider said when to retry
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            if self.accepted:
+                derived = SendOutcome.ACCEPTED
+            elif self.outcome_unknown:
+                derived = SendOutcome.UNKNOWN
+            elif self.error_code == SendOutcome.NOT_ATTEMPTED:
+                derived = SendOutcome.NOT_ATTEMPTED
+            elif self.permanent:
+                derived = SendOutcome.REFUSED_PERMANENT
+            else:
+                derived = SendOutcome.REFUSED_TRANSIENT
+            object.__setattr__(self, "outcome", derived)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,9 +438,11 @@ class SmsBackend:
         base_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
         account_key: str = "",
+        pacer: Pacer | None = None,
         **options: Any,
     ) -> None:
         self.credentials = dict(credentials or {})
+        self.pacer = pacer
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.account_key = account_key
         self.options = options
@@ -450,6 +521,7 @@ class SmsBackend:
         auth: httpx.Auth | tuple[str, str] | None = None,
         expect_json: bool = True,
         ok_statuses: tuple[int, ...] = (),
+        operation: str = "call",
     ) -> Any:
         """Send one request and return the decoded JSON (or text).
 
@@ -459,6 +531,10 @@ class SmsBackend:
         """
         all_headers = {**self.auth_headers(), **(headers or {})}
         where = f"{self.name}: {method} {path}"
+        if self.pacer is not None:
+            # May sleep, or raise a ProviderError (DEFERRED / RATE_LIMIT) so
+            # this call is never made.
+            self.pacer(operation)
         try:
             response = self.client.request(
                 method,
