@@ -65,8 +65,10 @@ from providers.backends.base import (
     DeliveryStatus,
     OutboundSms,
     ProviderError,
+    SendOutcome,
     SendResult,
     StatusUpdate,
+    batch_stop_error,
 )
 from providers.services import CreditError, credits_charge, credits_release, credits_reserve
 
@@ -98,7 +100,6 @@ MAX_INLINE_WAIT = 2.0
 #: After a transient error, every worker leaves the account alone this long.
 TRANSIENT_PAUSE = 5.0
 #: Our error code for a message a backend did not even try (see SmsEveryone).
-NOT_ATTEMPTED = "not_attempted"
 
 
 # ------------------------------------------------------------------ helpers
@@ -536,6 +537,7 @@ def batch_send(
             maybe_processed=True,
         )
     by_ref = {r.reference: r for r in results}
+    stop = batch_stop_error(results)
     now = _now()
     outcomes: dict[int, Outcome] = {}
     for pk, _phone, _body, _credits, attempts in batch.rows:
@@ -545,7 +547,7 @@ def batch_send(
         outcome = _result_outcome(result, attempts=attempts, now=now)
         if outcome is not None:
             outcomes[pk] = outcome
-    return outcomes, None
+    return outcomes, stop
 
 
 def _result_outcome(result: SendResult, *, attempts: int, now: datetime) -> Outcome | None:
@@ -560,8 +562,16 @@ def _result_outcome(result: SendResult, *, attempts: int, now: datetime) -> Outc
         )
     if getattr(result, "outcome_unknown", False):
         return None  # may have gone out: reconcile, never re-send
-    if result.error_code == NOT_ATTEMPTED:
+    if result.outcome == SendOutcome.NOT_ATTEMPTED:
+        if result.retry_after is not None:
+            return Outcome(
+                status=S.QUEUED,
+                reason="Not attempted (provider asked to wait); requeued.",
+                retry_at=now + timedelta(seconds=result.retry_after),
+            )
         return Outcome(status=S.QUEUED, reason="Not attempted by the provider call; requeued.")
+    if result.outcome == SendOutcome.UNKNOWN:
+        return None  # may have gone out: reconcile, never re-send
     error = result.error_message or result.raw_status or "refused by the provider"
     if result.permanent:
         status = S.REJECTED if result.status == DeliveryStatus.REJECTED else S.FAILED

@@ -24,7 +24,7 @@ import base64
 import enum
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -145,6 +145,47 @@ class ErrorKind(enum.StrEnum):
 #: ``maybe_processed`` is false and the messages of that call are
 #: ``NOT_ATTEMPTED``. The campaign engine supplies it; ``None`` = unpaced.
 Pacer = Callable[[str], None]
+
+
+#: Error kinds that stop a whole batch (and, for auth/credit, pause the
+#: campaign): the account cannot send right now, whatever the message.
+BATCH_STOPPING_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.CREDIT, ErrorKind.RATE_LIMIT})
+
+
+def batch_stop_error(results: Sequence[SendResult]) -> ProviderError | None:
+    """The account-wide error hidden in ``results``, if any.
+
+    A backend's ``send()`` reports per message; when one message is refused or
+    not attempted for a reason that concerns the whole account (bad
+    credentials, no credit at the provider, a 429 with Retry-After), the
+    engine must react once for the batch: pause the campaign (auth, credit)
+    or hold the account off for ``retry_after`` (rate limit). Returns that
+    error (auth before credit before rate limit, the longest Retry-After), or
+    ``None``. The engine and the backend contract share this one reading.
+
+    Contract for backends: a message held back because of such an error is
+    reported ``NOT_ATTEMPTED`` with that ``error_kind`` (and ``retry_after``
+    for a 429), never ``REFUSED_PERMANENT``: it was not the message's fault,
+    and it is sent once the account is fixed or the wait is over.
+    """
+    found: dict[str, SendResult] = {}
+    for result in results:
+        if result.outcome == SendOutcome.ACCEPTED or result.error_kind not in BATCH_STOPPING_KINDS:
+            continue
+        kept = found.get(result.error_kind)
+        if kept is None or (result.retry_after or 0) > (kept.retry_after or 0):
+            found[result.error_kind] = result
+    for kind in (ErrorKind.AUTH, ErrorKind.CREDIT, ErrorKind.RATE_LIMIT):
+        result = found.get(kind)
+        if result is not None:
+            return ProviderError(
+                result.error_message or result.raw_status or f"{kind} error from the provider",
+                code=result.error_code,
+                permanent=kind != ErrorKind.RATE_LIMIT,
+                retry_after=result.retry_after,
+                kind=str(kind),
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
