@@ -63,6 +63,7 @@ from providers.backends.base import (
     FINAL_STATUSES,
     Capability,
     DeliveryStatus,
+    ErrorKind,
     OutboundSms,
     ProviderError,
     SendOutcome,
@@ -572,6 +573,17 @@ def _result_outcome(result: SendResult, *, attempts: int, now: datetime) -> Outc
         return Outcome(status=S.QUEUED, reason="Not attempted by the provider call; requeued.")
     if result.outcome == SendOutcome.UNKNOWN:
         return None  # may have gone out: reconcile, never re-send
+    if result.error_kind == ErrorKind.OPTED_OUT:
+        # The provider washed the destination against its own opt-out list:
+        # nothing was sent, so nothing is charged; the opt-out itself reaches
+        # the local list through the provider opt-out sync.
+        return Outcome(
+            status=S.SKIPPED,
+            raw_status=result.raw_status,
+            error_code=result.error_code,
+            error=result.error_message or "opted out at the provider",
+            reason="Skipped: the number is on the provider's opt-out list.",
+        )
     error = result.error_message or result.raw_status or "refused by the provider"
     if result.permanent:
         status = S.REJECTED if result.status == DeliveryStatus.REJECTED else S.FAILED
