@@ -99,8 +99,8 @@ def main() -> None:
         setup_django(Path(tmp) / "bench.sqlite3", args.cache)
         from django.db.models import Count
 
-        from campaigns import dispatch
-        from campaigns.dispatch import campaign_dispatch, campaign_plan
+        from campaigns.engine import campaign_dispatch, campaign_plan
+        from campaigns.engine import enqueue as engine_enqueue
         from campaigns.models import Campaign, Message
         from campaigns.reports import statuses_apply
         from campaigns.services import campaign_send_now
@@ -110,7 +110,7 @@ def main() -> None:
         from providers.models import ProviderAccount
         from providers.services import credits_top_up
 
-        dispatch._enqueue = lambda campaign_id, at: None  # this process is the worker
+        engine_enqueue._enqueue = lambda campaign_id, at: None  # this process is the worker
         account = ProviderAccount.objects.create(
             name="Bench",
             backend="simulator",

@@ -3,35 +3,27 @@ returns a short summary that django-q2 stores with the task.
 
 Periodic ones are scheduled by ``manage.py sync_schedules`` (see
 :data:`PERIODIC`); ``dispatch_campaign`` is enqueued by the services and by
-itself (see campaigns.dispatch).
+itself (see :mod:`campaigns.engine`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from datetime import timedelta
 
-from django.core.cache import cache
-from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import pacing
-from campaigns.dispatch import (
+from campaigns.engine import (
+    POLL_SLICE,
     batches_recover,
     campaign_dispatch,
     enqueue_dispatch,
-    message_reference,
+    replies_poll,
     stalled_campaigns,
+    statuses_poll,
 )
-from campaigns.models import Campaign, Message
-from providers.backends import backend_class
-from providers.backends.base import Capability, ProviderError, ProviderRef
-from providers.models import ProviderAccount
+from campaigns.models import Campaign
 
 logger = logging.getLogger("campaigns.tasks")
-
-S = Message.Status
 
 #: Task name -> (function path, minutes between runs).
 PERIODIC: dict[str, tuple[str, int]] = {
@@ -43,16 +35,9 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "smsoffice: reconcile provider balances": ("providers.tasks.reconcile_balances", 60),
 }
 
-#: Message references per fetch_statuses call.
-POLL_CHUNK = 500
-#: Stop polling a message this long after it was sent (providers keep DLRs ~72 h).
-POLL_MAX_AGE = timedelta(days=3)
-#: One polling task stops starting new calls after this many seconds.
-POLL_SLICE = 60.0
-
 
 def dispatch_campaign(campaign_id: int) -> str:
-    """Send the next batches of one campaign (see campaigns.dispatch)."""
+    """Send the next batches of one campaign (see campaigns.engine.run)."""
     run = campaign_dispatch(campaign_id=int(campaign_id))
     return f"{run.state}: {run.batches} batches, {run.sent} sent, {run.skipped} skipped"
 
@@ -79,101 +64,11 @@ def recover_stuck_batches() -> int:
     return reconciled
 
 
-def _accounts_with(capability: str) -> list[ProviderAccount]:
-    accounts = []
-    for account in ProviderAccount.objects.filter(is_active=True):
-        try:
-            cls = backend_class(account.backend)
-        except Exception:  # a misconfigured backend must not stop the others
-            logger.exception("Account %s: backend %r unavailable.", account.pk, account.backend)
-            continue
-        if cls.supports(capability):
-            accounts.append(account)
-    return accounts
-
-
 def poll_statuses(*, backend=None, time_budget: float = POLL_SLICE) -> int:
-    """For accounts whose backend polls delivery reports: ask about messages
-    still ``sent`` (in chunks, campaign by campaign, oldest id first, resuming
-    where the last run stopped) and apply the answers in bulk. Returns the
-    updates applied."""
-    from campaigns.reports import statuses_apply
-
-    started = time.monotonic()
-    applied = 0
-    since = timezone.now() - POLL_MAX_AGE
-    for account in _accounts_with(Capability.DLR_POLL):
-        be = backend or account.get_backend()
-        limits = pacing.limits_for(account, type(be))
-        # The counter finds the campaigns with messages in flight; each query
-        # below then runs on the (campaign, status, id) index.
-        campaigns = Campaign.objects.filter(account=account, sent_count__gt=0).filter(
-            Q(finished_at__isnull=True) | Q(finished_at__gte=since)
-        )
-        for campaign_id in campaigns.order_by("pk").values_list("pk", flat=True):
-            cursor_key = f"poll:statuses:{campaign_id}:cursor"
-            cursor = cache.get(cursor_key) or 0
-            pending = Message.objects.filter(
-                campaign_id=campaign_id, status=S.SENT, sent_at__gte=since
-            ).exclude(provider_ref="", provider_batch_ref="")  # batch members may lack their own id
-            while time.monotonic() - started < time_budget:
-                rows = list(
-                    pending.filter(pk__gt=cursor)
-                    .order_by("pk")
-                    .values_list("pk", "provider_ref", "provider_batch_ref", "phone")[:POLL_CHUNK]
-                )
-                if not rows:
-                    cursor = 0  # the next run starts from the beginning again
-                    break
-                permit = pacing.pace_acquire(account_id=account.pk, limits=limits)
-                if not permit.granted:
-                    break
-                pacing.pace_wait(permit.wait)
-                refs = [
-                    ProviderRef(
-                        provider_ref=ref,
-                        provider_batch_ref=batch,
-                        reference=message_reference(pk),
-                        to=phone,
-                    )
-                    for pk, ref, batch, phone in rows
-                ]
-                try:
-                    updates = be.fetch_statuses(refs)
-                except ProviderError as exc:
-                    logger.warning("Account %s: status poll failed: %s", account.pk, exc)
-                    if exc.kind == "rate_limit":
-                        pacing.pace_block(account_id=account.pk, seconds=exc.retry_after or 30)
-                    break
-                if updates:
-                    applied += int(statuses_apply(account=account, updates=updates)["applied"])
-                cursor = rows[-1][0]
-            cache.set(cursor_key, cursor, timeout=None)
-    return applied
+    """Poll delivery statuses (see campaigns.engine.polling.statuses_poll)."""
+    return statuses_poll(backend=backend, time_budget=time_budget)
 
 
 def poll_replies(*, backend=None) -> int:
-    """For accounts whose backend polls replies, at most once per the
-    backend's ``min_reply_poll_interval`` (SMS Everyone: 60 s): fetch and
-    store them (STOP opts out at once). Returns how many were stored."""
-    from campaigns.reports import inbound_apply
-
-    stored = 0
-    for account in _accounts_with(Capability.REPLIES_POLL):
-        cls = backend_class(account.backend)
-        interval = cls.min_reply_poll_interval or pacing.DEFAULT_REPLY_POLL_INTERVAL
-        if not pacing.reply_poll_due(account_id=account.pk, interval=interval):
-            continue
-        be = backend or account.get_backend()
-        permit = pacing.pace_acquire(account_id=account.pk, limits=pacing.limits_for(account, cls))
-        if not permit.granted:
-            continue
-        pacing.pace_wait(permit.wait)
-        try:
-            replies = be.fetch_replies()
-        except ProviderError as exc:
-            logger.warning("Account %s: reply poll failed: %s", account.pk, exc)
-            continue
-        if replies:
-            stored += len(inbound_apply(account=account, messages=replies))
-    return stored
+    """Poll replies (see campaigns.engine.polling.replies_poll)."""
+    return replies_poll(backend=backend)

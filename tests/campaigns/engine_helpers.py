@@ -63,10 +63,11 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    from campaigns import dispatch, pacing
+    from campaigns import pacing
+    from campaigns.engine import clock as engine_clock
 
     fake = FakeClock()
-    monkeypatch.setattr(dispatch, "_now", fake.now)
+    monkeypatch.setattr(engine_clock, "now", fake.now)
     monkeypatch.setattr(pacing, "_now", fake.time)
     monkeypatch.setattr(pacing, "_sleep", fake.sleep)
     return fake
@@ -89,19 +90,19 @@ class _CommitNow:
 @pytest.fixture
 def enqueue_calls(monkeypatch):
     """Dispatch tasks handed to django-q2: list of (campaign_id, at)."""
-    from campaigns import dispatch
+    from campaigns.engine import enqueue as engine_enqueue
 
     calls: list[tuple[int, datetime | None]] = []
-    monkeypatch.setattr(dispatch, "_enqueue", lambda cid, at: calls.append((cid, at)))
+    monkeypatch.setattr(engine_enqueue, "_enqueue", lambda cid, at: calls.append((cid, at)))
     return calls
 
 
 @pytest.fixture
 def enqueued(monkeypatch, enqueue_calls):
     """Like ``enqueue_calls``, recorded when enqueued (the commit is assumed)."""
-    from campaigns import dispatch
+    from campaigns.engine import enqueue as engine_enqueue
 
-    monkeypatch.setattr(dispatch, "transaction", _CommitNow())
+    monkeypatch.setattr(engine_enqueue, "transaction", _CommitNow())
     return enqueue_calls
 
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import tasks
-from campaigns.dispatch import campaign_dispatch
+from campaigns.engine import campaign_dispatch
 from campaigns.models import Campaign, CampaignEvent, Message
 from providers.backends.simulator import SimulatorBackend
 from tests.campaigns.engine_helpers import (
@@ -253,8 +253,8 @@ def test_a_sent_campaign_cannot_be_edited_and_saving_keeps_engine_fields(
 def test_unknown_messages_are_decided_from_the_message_list(
     client, operator, account, enqueued, clock
 ):
-    from campaigns import dispatch
-    from campaigns.dispatch import batch_claim, batches_recover
+    from campaigns import engine
+    from campaigns.engine import batch_claim, batches_recover
     from campaigns.services import campaign_send_now
     from tests.campaigns.engine_helpers import BlindBackend
 
@@ -264,7 +264,7 @@ def test_unknown_messages_are_decided_from_the_message_list(
     campaign_dispatch(campaign_id=campaign.pk, backend=backend, max_batches=0)
     campaign.refresh_from_db()
     batch_claim(campaign=campaign, size=3)  # the worker dies holding them
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
     batches_recover(backend=backend)
     unknown = list(Message.objects.filter(campaign=campaign).order_by("pk"))
     assert {m.status for m in unknown} == {"unknown"}

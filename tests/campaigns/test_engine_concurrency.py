@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 
-from campaigns.dispatch import batch_claim, batch_record, batch_send, campaign_dispatch
+from campaigns.engine import batch_claim, batch_record, batch_send, campaign_dispatch
 from campaigns.models import Campaign, Message
 from campaigns.services import campaign_send_now
 from tests.campaigns.engine_helpers import (

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from campaigns import dispatch
-from campaigns.dispatch import (
+from campaigns import engine
+from campaigns.engine import (
     Batch,
     batch_claim,
     batch_record,
@@ -17,6 +17,8 @@ from campaigns.dispatch import (
     campaign_dispatch,
     campaign_plan,
 )
+from campaigns.engine import lease as engine_lease
+from campaigns.engine import plan as engine_plan
 from campaigns.models import Campaign, CampaignEvent, Message
 from campaigns.services import campaign_send_now, messages_resolve_unknown
 from contacts.models import OptOut
@@ -80,13 +82,13 @@ def test_plan_materialises_one_message_per_recipient_with_counters(sending, cloc
 def test_plan_after_a_crash_adds_only_what_is_missing(sending, clock, monkeypatch):
     campaign = sending(130)
     Campaign.objects.filter(pk=campaign.pk).update(status=C.SENDING)
-    monkeypatch.setattr(dispatch, "PLAN_CHUNK", 50)
-    real_finalize = dispatch._plan_finalize
+    monkeypatch.setattr(engine_plan, "PLAN_CHUNK", 50)
+    real_finalize = engine_plan._plan_finalize
 
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(dispatch, "_plan_finalize", crash)
+    monkeypatch.setattr(engine_plan, "_plan_finalize", crash)
     with pytest.raises(RuntimeError):
         campaign_plan(campaign_id=campaign.pk)
     assert Message.objects.filter(campaign=campaign).count() == 130
@@ -95,7 +97,7 @@ def test_plan_after_a_crash_adds_only_what_is_missing(sending, clock, monkeypatc
         id__in=Message.objects.filter(campaign=campaign).order_by("-id").values("id")[:60],
     ).delete()  # died mid-way
 
-    monkeypatch.setattr(dispatch, "_plan_finalize", real_finalize)
+    monkeypatch.setattr(engine_plan, "_plan_finalize", real_finalize)
     assert campaign_plan(campaign_id=campaign.pk)
 
     campaign.refresh_from_db()
@@ -205,21 +207,21 @@ def test_transient_errors_retry_with_backoff_then_fail_at_the_cap(sending, accou
     campaign = sending(10)
     backend = RecordingBackend()
     outage = ProviderError("HTTP 503 provider unavailable", code="503", kind="unavailable")
-    backend.fail_next = [outage] * dispatch.MAX_ATTEMPTS
+    backend.fail_next = [outage] * engine.MAX_ATTEMPTS
 
     run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
     assert run.state == "waiting"
     message = Message.objects.filter(campaign=campaign).first()
     assert (message.status, message.attempts) == (S.QUEUED, 1)
-    assert message.next_attempt_at == clock.now() + timedelta(seconds=dispatch.backoff(1))
+    assert message.next_attempt_at == clock.now() + timedelta(seconds=engine.backoff(1))
 
-    for _ in range(dispatch.MAX_ATTEMPTS + 2):
-        clock.advance(dispatch.BACKOFF_MAX)
+    for _ in range(engine.MAX_ATTEMPTS + 2):
+        clock.advance(engine.BACKOFF_MAX)
         campaign_dispatch(campaign_id=campaign.pk, backend=backend)
 
-    assert len(backend.calls) == dispatch.MAX_ATTEMPTS
+    assert len(backend.calls) == engine.MAX_ATTEMPTS
     message.refresh_from_db()
-    assert message.status == S.FAILED and message.attempts == dispatch.MAX_ATTEMPTS
+    assert message.status == S.FAILED and message.attempts == engine.MAX_ATTEMPTS
     assert "Gave up after 5 attempts" in message.status_reason
     campaign.refresh_from_db()
     assert campaign.status == C.COMPLETED and campaign.failed_count == 10
@@ -237,7 +239,7 @@ def test_transient_error_then_success_sends_each_once(sending, clock):
         run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
         if run.state == "done":
             break
-        clock.advance(dispatch.BACKOFF_MAX)
+        clock.advance(engine.BACKOFF_MAX)
 
     assert run.state == "done"
     assert sorted(backend.sent.values()) == [1] * 60
@@ -278,7 +280,7 @@ def test_permanent_errors_fail_the_batch_then_the_campaign(sending, account, clo
     refusal = ProviderError(
         "HTTP 400: Originator not allowed", code="4012", kind="validation", permanent=True
     )
-    backend.fail_next = [refusal] * dispatch.FAIL_CAMPAIGN_AFTER
+    backend.fail_next = [refusal] * engine.FAIL_CAMPAIGN_AFTER
 
     run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
 
@@ -304,7 +306,7 @@ def test_timeout_is_reconciled_by_reference_and_never_resent(sending, account, c
     assert run.state == "waiting"
     assert Message.objects.filter(campaign=campaign, status=S.SUBMITTING).count() == 50
 
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
     run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
 
     assert run.state == "done"
@@ -330,7 +332,7 @@ def test_worker_dying_after_the_provider_accepted_is_recovered_not_resent(sendin
     assert Message.objects.filter(claim_token=batch.token, status=S.SUBMITTING).count() == 50
     assert sum(backend.sent.values()) == 60
 
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
     assert batches_recover(backend=backend) == 50
     campaign_dispatch(campaign_id=campaign.pk, backend=backend)
 
@@ -348,7 +350,7 @@ def test_without_lookup_a_lost_batch_becomes_unknown_for_a_person(
     backend = BlindBackend()
     backend.fail_next = [timeout_error()]
     campaign_dispatch(campaign_id=campaign.pk, backend=backend)
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
 
     run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
 
@@ -383,7 +385,7 @@ def test_resend_of_unknown_refunds_reserves_again_and_sends(sending, account, su
     campaign_dispatch(campaign_id=campaign.pk, backend=backend, max_batches=0)
     campaign.refresh_from_db()
     batch = batch_claim(campaign=campaign, size=3)
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
     batches_recover(backend=backend)  # the worker died before calling the provider
     assert campaign.__class__.objects.get(pk=campaign.pk).unknown_count == 3
 
@@ -417,14 +419,14 @@ def test_recording_twice_changes_nothing(sending, account, clock):
 
 def test_a_second_worker_finds_the_lease_taken_and_leaves(sending, clock):
     campaign = sending(10)
-    token = dispatch._lease_take(campaign.pk)
+    token = engine_lease.lease_take(campaign.pk)
     Campaign.objects.filter(pk=campaign.pk).update(status=C.SENDING)
     backend = RecordingBackend()
 
     assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "busy"
     assert backend.calls == []
 
-    clock.advance(dispatch.LEASE.total_seconds() + 1)  # that worker died
+    clock.advance(engine.LEASE.total_seconds() + 1)  # that worker died
     assert token is not None
     assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "done"
 
@@ -460,7 +462,7 @@ def test_a_lost_batch_of_a_cancelled_campaign_is_cancelled_not_requeued(
     campaign.refresh_from_db()
     batch_claim(campaign=campaign, size=4)  # the worker dies before calling the provider
     campaign_cancel(campaign=campaign, user=superuser)
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
 
     batches_recover(backend=backend)
 

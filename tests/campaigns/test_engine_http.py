@@ -11,7 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from campaigns.dispatch import campaign_dispatch
+from campaigns.engine import campaign_dispatch
 from campaigns.models import Campaign, Message
 from campaigns.services import campaign_send_now
 from providers.backends.base import Capability, DeliveryStatus, SendResult, SmsBackend

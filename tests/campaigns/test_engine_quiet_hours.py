@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from campaigns.dispatch import campaign_dispatch
+from campaigns.engine import campaign_dispatch
 from campaigns.models import Campaign, Message
 from campaigns.quiet_hours import next_window_open, recipient_time_zone, window_open
 from campaigns.services import campaign_send_now

@@ -173,7 +173,7 @@ def test_operations_refuse_states_they_do_not_apply_to(account, superuser, opera
 
 
 def test_pause_then_resume_returns_to_sending_and_enqueues(account, superuser, enqueued, clock):
-    from campaigns.dispatch import campaign_dispatch
+    from campaigns.engine import campaign_dispatch
     from tests.campaigns.engine_helpers import RecordingBackend
 
     campaign = make_campaign(account=account, phones=new_phones(120))
@@ -229,7 +229,7 @@ def test_cancel_before_planning_releases_the_whole_reservation(account, superuse
 def test_cancel_mid_campaign_cancels_the_queue_and_releases_its_credits(
     account, superuser, enqueued, clock
 ):
-    from campaigns.dispatch import campaign_dispatch
+    from campaigns.engine import campaign_dispatch
     from tests.campaigns.engine_helpers import RecordingBackend
 
     campaign = make_campaign(account=account, phones=new_phones(80))

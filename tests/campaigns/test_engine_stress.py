@@ -23,8 +23,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from campaigns import dispatch, pacing
-from campaigns.dispatch import batch_claim, batch_send, batches_recover, campaign_dispatch
+from campaigns import engine, pacing
+from campaigns.engine import batch_claim, batch_send, batches_recover, campaign_dispatch
+from campaigns.engine import clock as engine_clock
+from campaigns.engine import enqueue as engine_enqueue
+from campaigns.engine import lease as engine_lease
 from campaigns.models import Campaign, Message
 from campaigns.reports import inbound_apply
 from campaigns.services import (
@@ -98,14 +101,14 @@ class CampaignMachine(RuleBasedStateMachine):
 
     @rule()
     def same_task_while_another_worker_holds_it(self):
-        token = dispatch._lease_take(self.campaign.pk)
+        token = engine_lease.lease_take(self.campaign.pk)
         if token is None:
             return
         before = len(self.backend.calls)
         run = campaign_dispatch(campaign_id=self.campaign.pk, backend=self.backend)
         assert run.state in ("busy", C.PAUSED, C.CANCELLED, C.COMPLETED, C.FAILED)
         assert len(self.backend.calls) == before
-        dispatch._lease_release(self.campaign.pk, token)
+        engine_lease.lease_release(self.campaign.pk, token)
 
     @rule()
     def worker_dies_after_the_provider_accepted(self):
@@ -133,7 +136,7 @@ class CampaignMachine(RuleBasedStateMachine):
             }[error]
         )
 
-    @rule(seconds=st.sampled_from([1.0, 30.0, dispatch.STALE_AFTER.total_seconds() + 1]))
+    @rule(seconds=st.sampled_from([1.0, 30.0, engine.STALE_AFTER.total_seconds() + 1]))
     def time_passes(self, seconds):
         self.clock.advance(seconds)
 
@@ -200,7 +203,7 @@ class CampaignMachine(RuleBasedStateMachine):
                 break
             if status == C.PAUSED:
                 campaign_resume(campaign=self.refreshed(), user=self.user)
-            self.clock.advance(dispatch.STALE_AFTER.total_seconds() + dispatch.BACKOFF_MAX)
+            self.clock.advance(engine.STALE_AFTER.total_seconds() + engine.BACKOFF_MAX)
             batches_recover(backend=self.backend)
             campaign_dispatch(campaign_id=self.campaign.pk, backend=self.backend)
         status = self.status()
@@ -234,8 +237,8 @@ class CampaignMachine(RuleBasedStateMachine):
 @pytest.mark.django_db
 def test_every_recipient_exactly_once_whatever_happens(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(dispatch, "_now", clock.now)
-    monkeypatch.setattr(dispatch, "_enqueue", lambda campaign_id, at: None)
+    monkeypatch.setattr(engine_clock, "now", clock.now)
+    monkeypatch.setattr(engine_enqueue, "_enqueue", lambda campaign_id, at: None)
     monkeypatch.setattr(pacing, "_now", clock.time)
     monkeypatch.setattr(pacing, "_sleep", clock.sleep)
     CampaignMachine.clock = clock

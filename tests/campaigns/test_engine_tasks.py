@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
-from campaigns import dispatch, tasks
-from campaigns.dispatch import batch_claim, campaign_dispatch
+from campaigns import engine, tasks
+from campaigns.engine import batch_claim, campaign_dispatch
+from campaigns.engine import enqueue as engine_enqueue
 from campaigns.models import Campaign, InboundMessage, Message
 from campaigns.services import campaign_schedule, campaign_send_now
 from contacts.models import OptOut
@@ -77,10 +78,10 @@ def test_start_scheduled_campaigns_enqueues_only_due_ones(make_account, superuse
 
 def test_a_future_wait_becomes_a_one_off_schedule_the_earliest_wins(db):
     now = timezone.now()
-    dispatch._enqueue(7, now + timedelta(minutes=10))
-    dispatch._enqueue(7, now + timedelta(minutes=20))  # later: the earlier one stays
-    dispatch._enqueue(7, now + timedelta(minutes=5))  # earlier: replaces it
-    schedule = Schedule.objects.get(name=dispatch.dispatch_schedule_name(7))
+    engine_enqueue._enqueue(7, now + timedelta(minutes=10))
+    engine_enqueue._enqueue(7, now + timedelta(minutes=20))  # later: the earlier one stays
+    engine_enqueue._enqueue(7, now + timedelta(minutes=5))  # earlier: replaces it
+    schedule = Schedule.objects.get(name=engine_enqueue.dispatch_schedule_name(7))
     assert schedule.next_run == now + timedelta(minutes=5)
     assert (schedule.func, schedule.args, schedule.schedule_type, schedule.repeats) == (
         "campaigns.tasks.dispatch_campaign",
@@ -119,7 +120,7 @@ def test_recover_stuck_batches_reconciles_and_restarts_lost_campaigns(
     campaign.refresh_from_db()
     batch_claim(campaign=campaign, size=4)  # and the worker died
     monkeypatch.setattr(type(account), "get_backend", lambda self, **kw: backend)
-    clock.advance(dispatch.STALE_AFTER.total_seconds() + 1)
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
     enqueued.clear()
 
     assert tasks.recover_stuck_batches() == 4  # never sent: requeued

@@ -28,11 +28,12 @@ def test_seed_demo_leaves_no_drift_on_any_simulator_account():
 
 
 def test_the_demo_campaign_with_its_reports_leaves_no_drift(monkeypatch):
-    from campaigns import dispatch, tasks
+    from campaigns import tasks
+    from campaigns.engine import enqueue as engine_enqueue
     from campaigns.models import Campaign, Message
     from campaigns.services import campaign_send_now
 
-    monkeypatch.setattr(dispatch, "_enqueue", lambda campaign_id, at: None)
+    monkeypatch.setattr(engine_enqueue, "_enqueue", lambda campaign_id, at: None)
     call_command("seed_demo", stdout=StringIO())
     account = ProviderAccount.objects.get(name="Simulator")
     campaign = Campaign.objects.get(name="Welcome (demo)")

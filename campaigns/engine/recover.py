@@ -1,0 +1,159 @@
+"""Recovery: batches whose fate is unknown (worker died, read timeout) stay
+``submitting`` until reconciled with the provider by our reference
+(``f"m{pk}"``) or, where the provider cannot tell, marked ``unknown`` for a
+person to decide. Nothing is re-sent blindly. Also finds campaigns that are
+``sending`` but that no worker dispatches.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+
+from campaigns import pacing
+from campaigns.engine import clock
+from campaigns.engine.batch import Outcome, batch_record, result_outcome
+from campaigns.engine.common import (
+    MAX_INLINE_WAIT,
+    STALE_AFTER,
+    C,
+    S,
+    event,
+    message_reference,
+)
+from campaigns.models import Campaign, Message
+from providers.backends.base import Capability, ProviderError
+
+logger = logging.getLogger("campaigns.engine")
+
+
+def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, Outcome] | None:
+    """Reconcile rows ``(id, attempts, phone)`` of a batch whose fate is unknown.
+
+    With ``lookup_by_reference``: what the provider accepted is sent, what it
+    refused is failed/retried, what it never saw is requeued. Without it:
+    ``unknown`` for a person to decide. None when the lookup itself failed
+    (try again later).
+    """
+    if not backend.supports(Capability.LOOKUP_BY_REFERENCE):
+        outcome = Outcome(
+            status=S.UNKNOWN,
+            reason=(
+                "The provider may or may not have received it (the worker stopped or the "
+                "call timed out) and cannot be asked by reference: check at the provider, "
+                "then mark it sent, failed or to send again."
+            ),
+        )
+        return {row[0]: outcome for row in rows}
+    try:
+        # The numbers let providers that tag a whole batch with one reference
+        # (The SMS Works) match each member by destination.
+        numbers = {message_reference(pk): phone for pk, _, phone in rows}
+        found = {
+            r.reference: r for r in backend.lookup_by_reference(list(numbers), numbers=numbers)
+        }
+    except ProviderError as exc:
+        logger.warning("Lookup by reference failed (%s); will retry.", exc)
+        return None
+    outcomes: dict[int, Outcome] = {}
+    for pk, attempts, _ in rows:
+        result = found.get(message_reference(pk))
+        if result is None:
+            outcomes[pk] = Outcome(
+                status=S.QUEUED, reason="The provider never received it; requeued."
+            )
+            continue
+        outcome = result_outcome(result, attempts=attempts, now=now)
+        if outcome is not None:
+            outcomes[pk] = outcome
+    return outcomes
+
+
+def _paced_call(campaign: Campaign, backend) -> bool:
+    """Wait for a slot of the account's request rate (a lookup or poll is a
+    call too); False when none is free soon enough."""
+    limits = pacing.limits_for(campaign.account, type(backend))
+    permit = pacing.pace_acquire(account_id=campaign.account_id, limits=limits)
+    if not permit.granted and permit.retry_in <= MAX_INLINE_WAIT:
+        pacing.pace_wait(permit.retry_in)
+        permit = pacing.pace_acquire(account_id=campaign.account_id, limits=limits)
+    if permit.granted:
+        pacing.pace_wait(permit.wait)
+    return permit.granted
+
+
+def batches_recover(
+    *,
+    campaign_id: int | None = None,
+    older_than: timedelta | None = None,
+    backend=None,
+    limit: int = 100,
+) -> int:
+    """Reconcile batches stuck in ``submitting`` for longer than ``older_than``
+    (default :data:`STALE_AFTER`: their worker is gone). Returns how many
+    messages left ``submitting``."""
+    now = clock.now()
+    older_than = STALE_AFTER if older_than is None else older_than
+    if campaign_id is not None:
+        campaign_ids = [campaign_id]
+    else:
+        # Only campaigns with something queued or submitting (one counter),
+        # so each query below runs on the (campaign, status) index.
+        campaign_ids = list(
+            Campaign.objects.filter(queued_count__gt=0).values_list("pk", flat=True)
+        )
+    pairs: list[tuple[int, uuid.UUID]] = []
+    for cid in campaign_ids:
+        stuck = Message.objects.filter(
+            campaign_id=cid, status=S.SUBMITTING, claimed_at__lte=now - older_than
+        )
+        # order_by(): the model's default ordering would make DISTINCT per row.
+        tokens = stuck.order_by().values_list("claim_token", flat=True).distinct()
+        pairs += [(cid, token) for token in tokens[: max(0, limit - len(pairs))]]
+        if len(pairs) >= limit:
+            break
+    backends: dict[int, object] = {}
+    total = 0
+    for cid, token in pairs:
+        campaign = Campaign.objects.select_related("account").get(pk=cid)
+        be = backend or backends.get(campaign.account_id)
+        if be is None:
+            be = backends[campaign.account_id] = campaign.account.get_backend()
+        rows = list(
+            Message.objects.filter(claim_token=token, status=S.SUBMITTING).values_list(
+                "id", "attempts", "phone"
+            )
+        )
+        if not rows:
+            continue
+        if be.supports(Capability.LOOKUP_BY_REFERENCE) and not _paced_call(campaign, be):
+            continue  # the account's rate limit is used up: next time
+        outcomes = _lookup_outcomes(be, rows, now=now)
+        if outcomes is None:
+            continue
+        moved = batch_record(campaign=campaign, token=token, outcomes=outcomes)
+        if moved:
+            total += sum(moved.values())
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(moved.items()))
+            event(cid, "recover", detail=f"Batch {token} reconciled with the provider: {summary}.")
+    return total
+
+
+def stalled_campaigns(*, now: datetime | None = None) -> list[int]:
+    """Campaigns ``sending`` with no live lease and no wake-up due soon: a
+    worker died or a task was lost. The recovery task enqueues them again."""
+    now = now or clock.now()
+    return list(
+        Campaign.objects.filter(status=C.SENDING)
+        .filter(
+            Q(dispatch_lease_until__isnull=True)
+            | Q(dispatch_lease_until__lt=now - timedelta(minutes=2))
+        )
+        .filter(
+            Q(next_dispatch_at__isnull=True) | Q(next_dispatch_at__lt=now - timedelta(minutes=1))
+        )
+        .values_list("pk", flat=True)
+    )

@@ -1,0 +1,265 @@
+"""A dispatch run: one django-q2 task ``campaigns.tasks.dispatch_campaign``.
+
+For one campaign:
+
+1. start it if it is ``scheduled`` and due (→ ``sending``);
+2. take the campaign's dispatch lease (:mod:`campaigns.engine.lease`);
+3. plan it once (:mod:`campaigns.engine.plan`);
+4. loop for about :data:`TIME_SLICE` seconds: take a pacing permit, claim,
+   wash, send and record the next batch (:mod:`campaigns.engine.batch`);
+5. re-enqueue itself (now, or at the time it has to wait for: quiet hours,
+   rate limit, retry backoff) unless the campaign is done, paused or
+   cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import F, Min
+
+from campaigns import pacing, quiet_hours
+from campaigns.engine import clock
+from campaigns.engine.batch import BACKOFF_BASE, batch_claim, batch_record, batch_send
+from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S
+from campaigns.engine.enqueue import enqueue_dispatch
+from campaigns.engine.lease import lease_release, lease_renew, lease_take
+from campaigns.engine.plan import campaign_plan
+from campaigns.engine.recover import batches_recover
+from campaigns.engine.transitions import (
+    campaign_auto_pause,
+    campaign_complete_if_done,
+    campaign_fail,
+    campaign_start_if_due,
+)
+from campaigns.models import Campaign, Message
+
+logger = logging.getLogger("campaigns.engine")
+
+#: A run stops taking new batches after this many seconds (task timeout 90 s).
+TIME_SLICE = 60.0
+#: Whole batches refused permanently in a row before the campaign fails.
+FAIL_CAMPAIGN_AFTER = 3
+#: After a transient error, every worker leaves the account alone this long.
+TRANSIENT_PAUSE = 5.0
+
+
+@dataclass
+class Step:
+    """What one :func:`dispatch_step` did."""
+
+    state: str  # "sent" | "wait" | "done" | "stopped"
+    sent: int = 0
+    skipped: int = 0
+    wait_until: datetime | None = None
+    detail: str = ""
+
+
+def _zones_now(campaign: Campaign, now: datetime) -> tuple[set[str] | None, datetime | None]:
+    """Time zones (as stored on messages) open now, and when the next opens.
+
+    ``None`` zones means no quiet hours: claim anyone.
+    """
+    account = campaign.account
+    if not quiet_hours.has_window(account):
+        return None, None
+    stored = set(campaign.time_zones or []) | {""}
+    effective = {tz: tz or account.time_zone for tz in stored}
+    open_ = quiet_hours.open_zones(account=account, zones=set(effective.values()), at=now)
+    zones = {tz for tz, real in effective.items() if real in open_}
+    closed = set(effective.values()) - open_
+    opening = quiet_hours.earliest_opening(account=account, zones=closed, after=now)
+    return zones, opening
+
+
+def dispatch_step(
+    *, campaign: Campaign, backend, limits: pacing.Limits, budget: float = TIME_SLICE
+) -> Step:
+    """Send one batch of ``campaign`` (pacing, quiet hours, claim, wash, send,
+    record), or say why not: ``wait`` (until ``wait_until``), ``done``,
+    ``stopped`` (the campaign was paused or failed by this step)."""
+    now = clock.now()
+    zones, opening = _zones_now(campaign, now)
+    if zones is not None and not zones:
+        # Quiet hours everywhere: done if nothing is left, else wait for the opening.
+        return _nothing_to_claim(campaign, opening)
+
+    deadline = time.monotonic() + max(0.0, budget)
+    while True:
+        permit = pacing.pace_acquire(
+            account_id=campaign.account_id, limits=limits, messages=limits.batch_size
+        )
+        if permit.granted:
+            pacing.pace_wait(permit.wait)
+            break
+        if permit.retry_in > min(MAX_INLINE_WAIT, deadline - time.monotonic()):
+            return Step(
+                "wait",
+                wait_until=clock.now() + timedelta(seconds=permit.retry_in),
+                detail="Rate limit.",
+            )
+        pacing.pace_wait(permit.retry_in)
+
+    batch = batch_claim(campaign=campaign, size=limits.batch_size, zones=zones)
+    if batch is None:
+        return _nothing_to_claim(campaign, opening)
+    if not batch.rows:
+        return Step("sent", skipped=batch.skipped)
+
+    outcomes, error = batch_send(campaign=campaign, batch=batch, backend=backend)
+    if error is not None and error.maybe_processed:
+        # Reconcile only after any straggling processing is surely over.
+        Message.objects.filter(claim_token=batch.token, status=S.SUBMITTING).update(
+            claimed_at=clock.now()
+        )
+    moved = batch_record(campaign=campaign, token=batch.token, outcomes=outcomes)
+    step = Step("sent", sent=moved[S.SENT], skipped=batch.skipped)
+    if error is None:
+        return step
+    logger.warning("Campaign %s: batch refused: %s", campaign.pk, error)
+    if error.kind in ("auth", "credit"):
+        what = "authentication failed" if error.kind == "auth" else "out of credit at the provider"
+        campaign_auto_pause(
+            campaign_id=campaign.pk,
+            reason=f"Paused: {what} ({error}). Fix the account, then resume.",
+        )
+        return Step("stopped", detail=str(error))
+    if error.permanent and not error.maybe_processed:
+        failures = _count_failure(campaign.pk)
+        if failures >= FAIL_CAMPAIGN_AFTER:
+            campaign_fail(
+                campaign_id=campaign.pk,
+                reason=f"The provider refused {failures} batches in a row; last error: {error}",
+            )
+            return Step("stopped", detail=str(error))
+        return step
+    # Transient (429, 5xx, timeout): the batch waits for its retry or its
+    # reconciliation; every worker holds off this account for a moment.
+    if error.retry_after is not None:
+        wait = error.retry_after
+    else:
+        wait = BACKOFF_BASE if error.kind == "rate_limit" else TRANSIENT_PAUSE
+    pacing.pace_block(account_id=campaign.account_id, seconds=wait)
+    return step
+
+
+def _count_failure(campaign_id: int) -> int:
+    Campaign.objects.filter(pk=campaign_id).update(
+        consecutive_failures=F("consecutive_failures") + 1
+    )
+    return Campaign.objects.filter(pk=campaign_id).values_list("consecutive_failures", flat=True)[0]
+
+
+def _nothing_to_claim(campaign: Campaign, opening: datetime | None) -> Step:
+    now = clock.now()
+    left = Message.objects.filter(campaign_id=campaign.pk, status__in=[S.QUEUED, S.SUBMITTING])
+    if not left.exists():
+        return Step("done")
+    waits = []
+    retry = left.filter(status=S.QUEUED, next_attempt_at__gt=now).aggregate(
+        t=Min("next_attempt_at")
+    )
+    if retry["t"]:
+        waits.append(retry["t"])
+    if opening is not None and left.filter(status=S.QUEUED).exists():
+        waits.append(opening)
+    stuck = left.filter(status=S.SUBMITTING).aggregate(t=Min("claimed_at"))["t"]
+    if stuck is not None:
+        waits.append(max(now, stuck + STALE_AFTER))
+    if not waits:
+        # Queued but not claimable now and no known reason: look again soon.
+        waits.append(now + timedelta(seconds=BACKOFF_BASE))
+    return Step("wait", wait_until=min(waits), detail="Nothing claimable now.")
+
+
+@dataclass
+class DispatchRun:
+    """What one :func:`campaign_dispatch` run did."""
+
+    state: str
+    batches: int = 0
+    sent: int = 0
+    skipped: int = 0
+    next_at: datetime | None = None
+
+
+def campaign_dispatch(
+    *,
+    campaign_id: int,
+    backend=None,
+    time_budget: float = TIME_SLICE,
+    max_batches: int | None = None,
+) -> DispatchRun:
+    """One dispatch run of ``campaign_id`` (see the module docstring).
+
+    Re-enqueues itself (after commit) when it stops for time or has to wait;
+    never when the campaign is done, paused, cancelled or failed, or when
+    another worker holds the lease.
+    """
+    started = time.monotonic()
+    campaign = campaign_start_if_due(campaign_id)
+    if campaign is None:
+        return DispatchRun("missing")
+    if campaign.status == C.SCHEDULED:
+        enqueue_dispatch(campaign_id, at=campaign.scheduled_at)
+        return DispatchRun("scheduled", next_at=campaign.scheduled_at)
+    if campaign.status != C.SENDING:
+        return DispatchRun(campaign.status)
+    token = lease_take(campaign_id)
+    if token is None:
+        return DispatchRun("busy")
+    run = DispatchRun("slice_over")
+    try:
+        if backend is None:
+            backend = campaign.account.get_backend()
+        if not campaign.planned:
+            if not campaign_plan(campaign_id=campaign_id, lease=token):
+                run.state = "lease_lost"
+                return run
+            campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
+        batches_recover(campaign_id=campaign_id, backend=backend)
+        limits = pacing.limits_for(campaign.account, type(backend))
+        while True:
+            status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True)[0]
+            if status != C.SENDING:
+                run.state = status
+                break
+            left = time_budget - (time.monotonic() - started)
+            if left <= 0 or (max_batches is not None and run.batches >= max_batches):
+                run.state = "slice_over"
+                break
+            if not lease_renew(campaign_id, token):
+                run.state = "lease_lost"
+                return run
+            step = dispatch_step(campaign=campaign, backend=backend, limits=limits, budget=left)
+            run.sent += step.sent
+            run.skipped += step.skipped
+            if step.state == "sent":
+                run.batches += 1
+                continue
+            if step.state == "done":
+                run.state = "done" if campaign_complete_if_done(campaign_id=campaign_id) else "idle"
+            elif step.state == "wait":
+                run.state, run.next_at = "waiting", step.wait_until
+            else:  # the step paused or failed the campaign
+                run.state = Campaign.objects.filter(pk=campaign_id).values_list(
+                    "status", flat=True
+                )[0]
+            break
+    finally:
+        lease_release(campaign_id, token)
+    if run.state == "slice_over":
+        enqueue_dispatch(campaign_id)
+    elif run.state == "waiting":
+        Campaign.objects.filter(pk=campaign_id).update(next_dispatch_at=run.next_at)
+        enqueue_dispatch(campaign_id, at=run.next_at)
+    return run
+
+
+def messages_for(campaign_id: int, statuses: Iterable[str]) -> int:
+    """How many messages of the campaign are in ``statuses`` (for tests/admin)."""
+    return Message.objects.filter(campaign_id=campaign_id, status__in=list(statuses)).count()
