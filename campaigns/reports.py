@@ -32,7 +32,7 @@ from campaigns.counters import counters_move
 from campaigns.models import Campaign, InboundMessage, Message
 from contacts.models import Contact, OptOut
 from contacts.phones import try_normalize_phone
-from contacts.services import optout_add, optout_remove
+from contacts.services import optout_add, optout_opt_in
 from providers.backends import backend_class
 from providers.backends.base import STATUS_RANK, DeliveryStatus, InboundSms, StatusUpdate
 from providers.models import ProviderAccount
@@ -415,9 +415,11 @@ def inbound_apply(*, account: ProviderAccount, messages: list[InboundSms]) -> li
       (``in_reply_to``, its ``campaign``) are linked — the provider's own
       "in reply to" id wins when given.
     - STOP keywords (:data:`OPT_OUT_KEYWORDS`) opt the number out at once
-      (source "keyword", reference ``inbound:<id>``); START/UNSTOP opt it
-      back in. ``action`` records which. Replies are handled in the order
-      they were received, so STOP then START ends opted in.
+      (source "keyword", reference ``inbound:<id>``, this account); START/UNSTOP
+      opt it back in only if a STOP on this account opted it out
+      (:func:`contacts.services.optout_opt_in`). ``action`` records which.
+      Replies are handled in the order they were received, so STOP then
+      START on one account ends opted in.
 
     Returns the rows in the order of ``messages``.
     """
@@ -461,9 +463,12 @@ def _inbound_one(account: ProviderAccount, sms: InboundSms) -> InboundMessage:
                     source=OptOut.Source.KEYWORD,
                     reason=f"Replied {body.strip()[:60]!r}",
                     source_reference=f"inbound:{inbound.pk}",
+                    account_id=account.pk,
                 )
             elif action == "opt_in":
-                optout_remove(phone=phone, source_reference=f"inbound:{inbound.pk}")
+                optout_opt_in(
+                    phone=phone, account_id=account.pk, source_reference=f"inbound:{inbound.pk}"
+                )
     except IntegrityError:
         if not ref:
             raise

@@ -8,7 +8,8 @@ campaigns.
 
 Answers: 403 for an unknown token or a provider that is not the account's
 (nothing read, nothing stored); 400 with the reason for a body the backend
-cannot read (nothing stored); 503 + Retry-After when a report concerns a
+cannot read, or one :mod:`campaigns.webhook_input` refuses (too large, too
+deep, a field too long; nothing stored); 503 + Retry-After when a report concerns a
 message whose send is not recorded yet (the provider tries again; applied
 reports are idempotent); otherwise the backend's own answer (e.g. SMS
 Everyone's plain ``0``), also for reports about messages we do not know, so
@@ -33,6 +34,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.reports import inbound_apply, statuses_apply
+from campaigns.webhook_input import WebhookInputError, check_request, clean_items
 from providers.backends import backend_class
 from providers.backends.base import (
     Capability,
@@ -109,14 +111,25 @@ def webhook_view(request: HttpRequest, provider: str, token: str, kind: str) -> 
 
     backend = account.get_backend()
     try:
-        items = backend.parse_webhook(request)
-    except WebhookError as exc:
+        check_request(request)
+        items = clean_items(backend.parse_webhook(request))
+    except (WebhookError, WebhookInputError) as exc:
         logger.warning("webhook %s/%s account %s: refused: %s", provider, kind, account.pk, exc)
         return _plain(HttpResponseBadRequest, f"Malformed {kind} webhook: {exc}")
     except RequestDataTooBig:
         return _plain(HttpResponseBadRequest, "Malformed webhook: the body is too large.")
     except UnsupportedOperation:
         return _plain(HttpResponseNotFound, f"{provider} sends no webhooks.")
+    except Exception:
+        # A body the parser chokes on (RecursionError, a type it did not expect,
+        # ...): a 500 would make the provider retry it forever.
+        logger.exception(
+            "webhook %s/%s account %s: the parser failed on the body", provider, kind, account.pk
+        )
+        return _plain(
+            HttpResponseBadRequest,
+            f"Malformed {kind} webhook: the body could not be read as a {provider} {kind} report.",
+        )
     finally:
         backend.close()
 

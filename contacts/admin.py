@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
-from contacts.models import Contact, ContactList, ListMembership, OptOut
+from contacts.models import Contact, ContactList, ListMembership, OptOut, OptOutEvent
 from contacts.resources import ContactResource, OptOutResource
 from contacts.services import optout_add, optout_remove
 
@@ -64,8 +65,41 @@ class OptOutAdmin(ImportExportModelAdmin):
     search_fields = ["phone", "reason"]
     list_select_related = ["created_by"]
     # Entered here means entered by staff: the source is always "manual".
-    readonly_fields = ["source", "created_by", "created_at"]
+    readonly_fields = ["source", "created_by", "created_at", "history"]
     show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # The history exists once the opt-out does (not on the add form).
+        fields = super().get_readonly_fields(request, obj)
+        return fields if obj is not None else [f for f in fields if f != "history"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is not None else [f for f in fields if f != "history"]
+
+    @admin.display(description="History of this number")
+    def history(self, obj):
+        events = OptOutEvent.objects.filter(phone=obj.phone).select_related("created_by")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M"),
+                    e.get_action_display(),
+                    e.get_outcome_display(),
+                    e.reason,
+                    e.source_reference,
+                    e.created_by.get_username() if e.created_by else "",
+                )
+                for e in events[:200]
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>What</th><th>Outcome</th><th>Why</th>"
+            "<th>Reference</th><th>By</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -87,3 +121,33 @@ class OptOutAdmin(ImportExportModelAdmin):
     def delete_queryset(self, request, queryset):
         for phone in queryset.values_list("phone", flat=True):
             optout_remove(phone=phone, source_reference="admin", user=request.user)
+
+
+@admin.register(OptOutEvent)
+class OptOutEventAdmin(admin.ModelAdmin):
+    """The history of every number's opt-out: read-only, never deleted."""
+
+    list_display = [
+        "created_at",
+        "phone",
+        "action",
+        "outcome",
+        "source",
+        "reason",
+        "source_reference",
+        "account_id",
+        "created_by",
+    ]
+    list_filter = ["action", "outcome", "source", "created_at"]
+    search_fields = ["phone", "reason", "source_reference"]
+    list_select_related = ["created_by"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

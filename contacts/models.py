@@ -64,7 +64,13 @@ class ListMembership(models.Model):
 
 
 class OptOut(models.Model):
-    """A number that must never be texted again (until it opts back in)."""
+    """A number that must never be texted again (until it opts back in).
+
+    One row per number: the current opt-out, which sending checks. Its whole
+    story (every STOP, START, staff entry and removal) is in
+    :class:`OptOutEvent`, which is never changed or deleted, so removing an
+    opt-out loses nothing. Only :mod:`contacts.services` writes either.
+    """
 
     class Source(models.TextChoices):
         KEYWORD = "keyword", "STOP keyword reply"
@@ -78,6 +84,10 @@ class OptOut(models.Model):
     source_reference = models.CharField(
         max_length=100, blank=True, help_text="E.g. the inbound message that said STOP."
     )
+    # The provider account a STOP reply came in on: only a START on that same
+    # account may lift the opt-out. A plain id, as contacts does not depend on
+    # providers.
+    source_account_id = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -89,3 +99,45 @@ class OptOut(models.Model):
 
     def __str__(self) -> str:
         return self.phone
+
+
+class OptOutEvent(models.Model):
+    """One thing that happened to a number's opt-out; append-only history.
+
+    ``outcome`` says what it did: a START that was not allowed to lift the
+    opt-out is recorded too, with why.
+    """
+
+    class Action(models.TextChoices):
+        OPT_OUT = "opt_out", "Opted out"
+        OPT_IN = "opt_in", "Asked to opt back in (START)"
+        REMOVED = "removed", "Opt-out removed by staff"
+
+    class Outcome(models.TextChoices):
+        OPTED_OUT = "opted_out", "Opted out"
+        ALREADY = "already", "Already opted out: first record kept"
+        LIFTED = "lifted", "Opt-out lifted"
+        KEPT = "kept", "Opt-out kept"
+        NOT_OPTED_OUT = "not_opted_out", "Was not opted out"
+
+    phone = E164PhoneField(db_index=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    outcome = models.CharField(max_length=15, choices=Outcome.choices)
+    source = models.CharField(max_length=20, choices=OptOut.Source.choices, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    source_reference = models.CharField(max_length=100, blank=True)
+    account_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The provider account a keyword reply came in on."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "opt-out history entry"
+        verbose_name_plural = "opt-out history"
+
+    def __str__(self) -> str:
+        return f"{self.phone}: {self.get_action_display()} ({self.get_outcome_display()})"

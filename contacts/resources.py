@@ -15,6 +15,15 @@ from import_export import fields, resources, widgets
 from contacts.models import Contact, ContactList, OptOut
 from contacts.phones import normalize_phone
 from contacts.services import optout_add
+from smsoffice.csvsafe import FORMULA_STARTS, safe_cell
+
+
+def unescape_cell(value):
+    """Undo :func:`safe_cell` on an imported cell, so a file we exported
+    imports back unchanged (``'+61400123456`` → ``+61400123456``)."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == "'" and value[1] in FORMULA_STARTS:
+        return value[1:]
+    return value
 
 
 class PhoneWidget(widgets.CharWidget):
@@ -61,7 +70,18 @@ class AddToListsField(fields.Field):
 class PhoneKeyedResource(resources.ModelResource):
     """Rows are matched on the normalised phone. A row whose phone cannot be read
     is treated as new, so the phone error is reported as a validation error of
-    that row (with its message) rather than as a crash of the import."""
+    that row (with its message) rather than as a crash of the import.
+
+    Every exported cell goes through :func:`smsoffice.csvsafe.safe_cell`
+    (whatever the format), and imported cells are unescaped again.
+    """
+
+    def export_field(self, field, instance, **kwargs):
+        return safe_cell(super().export_field(field, instance, **kwargs))
+
+    def before_import_row(self, row, **kwargs):
+        for column in list(row.keys()):
+            row[column] = unescape_cell(row[column])
 
     def import_data(self, dataset, **kwargs):
         # All or nothing, also outside the admin's dry-run/confirm flow.
@@ -143,6 +163,7 @@ class OptOutResource(PhoneKeyedResource):
         clean_model_instances = True
 
     def before_import_row(self, row, **kwargs):
+        super().before_import_row(row, **kwargs)
         # Whatever the file says, these opt-outs came from an import.
         row["source"] = OptOut.Source.IMPORT
         self._importing_user = kwargs.get("user")

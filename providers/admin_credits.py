@@ -37,24 +37,20 @@ from providers.services import (
     transfer_refusal,
     user_may,
 )
+from smsoffice.csvsafe import safe_cell
 
 # ----------------------------------------------------------------- CSV export
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def csv_safe(value) -> str:
-    """A cell a spreadsheet will not run as a formula.
-
-    Text starting with = + - @ tab or CR gets a leading ``'`` (OWASP CSV
-    injection); a plain number such as ``-12.50`` is left alone so amounts stay
-    numbers.
-    """
+    """A cell a spreadsheet will not run as a formula (:func:`smsoffice.csvsafe.safe_cell`);
+    a plain number such as ``-12.50`` is left alone so amounts stay numbers."""
     text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+    if _PLAIN_NUMBER.fullmatch(text):
+        return text
+    return safe_cell(text)
 
 
 LEDGER_CSV_COLUMNS = [

@@ -21,6 +21,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
             for a in _CRUD
         ],
         *[("campaigns", f"{a}_{m}") for m in ("messagetemplate", "campaign") for a in _CRUD],
+        ("contacts", "view_optoutevent"),
         ("campaigns", "view_message"),
         ("campaigns", "view_inboundmessage"),
         ("campaigns", "view_campaignevent"),

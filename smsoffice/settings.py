@@ -7,6 +7,7 @@ environment (or a ``.env`` file beside ``manage.py``) through django-environ;
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "import_export",
+    "axes",
     "smsoffice",
     "contacts",
     "providers",
@@ -46,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "smsoffice.urls"
@@ -143,6 +147,32 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 
+# --- Login throttling (django-axes) ------------------------------------------
+# django-axes: maintained (Jazzband), stores attempts in the database (works
+# the same on SQLite and PostgreSQL, and across every web process), and reads
+# the client address through django-ipware so a proxy can be trusted exactly.
+# A login is refused once a username, or a client address, has had
+# AXES_FAILURE_LIMIT failures; the lock lifts after AXES_COOLOFF_MINUTES (or
+# when an admin runs `manage.py axes_reset_username <name>`). Locking per
+# username stops a password being guessed from many addresses; per address
+# stops one client trying many usernames.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "smsoffice.clientip.client_ip"
+# Behind a reverse proxy: TRUSTED_PROXY_COUNT is how many proxies of ours each
+# append the address they received from to CLIENT_IP_HEADER (nginx's
+# $proxy_add_x_forwarded_for does). With 0 (the default, no proxy) only the
+# socket address counts, so a forged header cannot dodge the lock.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="HTTP_X_FORWARDED_FOR")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -171,8 +201,10 @@ IMPORT_EXPORT_USE_TRANSACTIONS = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
-# Cells starting with = + - @ are neutralised so a spreadsheet won't run them.
-IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+# The library's own escaping only strips leading "="; every export instead goes
+# through smsoffice.csvsafe.safe_cell (contacts.resources), which quotes cells
+# starting with = + - @ tab or CR so a spreadsheet shows them as text.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
 
 # --- Email (low-balance warnings) ---------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -606,7 +606,7 @@ def test_sentences_are_not_keywords(account, text):
 
 @pytest.mark.parametrize("text", ["START", "start", "Unstop", " UNSTOP! "])
 def test_start_keywords_opt_the_number_back_in(account, text):
-    OptOut.objects.create(phone="+447911100100", source="keyword")
+    inbound_apply(account=account, messages=[reply("STOP", ref="stop")])
     [stored] = inbound_apply(account=account, messages=[reply(text)])
     assert stored.action == "opt_in"
     assert not OptOut.objects.filter(phone="+447911100100").exists()
