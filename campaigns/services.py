@@ -1,9 +1,10 @@
 """Campaign state changes: send now, schedule, pause, resume, cancel.
 
-Each service locks the campaign row (``select_for_update``), checks the state
-it comes from against :data:`ALLOWED_FROM` (the state machine in DESIGN.md),
-changes it, writes a :class:`~campaigns.models.CampaignEvent` (who, when,
-from, to, what) and enqueues the dispatch task after commit. A refusal raises
+Each service locks the campaign row (``select_for_update``) and moves it
+with :func:`campaigns.states.campaign_transition`, which checks the state it
+comes from against the one table of transitions, changes it and writes the
+:class:`~campaigns.models.CampaignEvent` (who, when, from, to, what); the
+service then enqueues the dispatch task after commit. A refusal raises
 :class:`CampaignError` with a message for the user; nothing is changed.
 
 Money: sending or scheduling reserves the confirmed quote's credits under
@@ -19,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -32,36 +32,29 @@ from campaigns.dispatch import (
     reservation_reconcile,
 )
 from campaigns.models import Campaign, CampaignEvent, Message
+from campaigns.states import (
+    PERSON_ACTIONS,
+    TRANSITIONS,
+    CampaignError,
+    allowed_actions,
+    campaign_transition,
+    source_check,
+)
 from providers.services import CreditError, credits_refund, credits_release, credits_reserve
 
 C = Campaign.Status
 S = Message.Status
 ZERO = Decimal("0")
 
-#: Operation -> the campaign states it may start from.
-ALLOWED_FROM: dict[str, frozenset[str]] = {
-    "send_now": frozenset({C.DRAFT, C.SCHEDULED}),
-    "schedule": frozenset({C.DRAFT, C.SCHEDULED}),
-    "pause": frozenset({C.SCHEDULED, C.SENDING}),
-    "resume": frozenset({C.PAUSED}),
-    "cancel": frozenset({C.DRAFT, C.SCHEDULED, C.SENDING, C.PAUSED}),
-}
-OPERATION_LABELS = {
-    "send_now": "send",
-    "schedule": "schedule",
-    "pause": "pause",
-    "resume": "resume",
-    "cancel": "cancel",
-}
+#: Operation -> the campaign states it may start from (from campaigns.states).
+ALLOWED_FROM: dict[str, frozenset[str]] = {a: TRANSITIONS[a].sources for a in PERSON_ACTIONS}
 
-
-class CampaignError(ValidationError):
-    """A campaign operation that cannot be done now (the message says why)."""
+__all__ = ["ALLOWED_FROM", "CampaignError", "allowed_operations"]
 
 
 def allowed_operations(campaign: Campaign) -> list[str]:
-    """The operations :data:`ALLOWED_FROM` permits from the campaign's state."""
-    return [op for op, states in ALLOWED_FROM.items() if campaign.status in states]
+    """The operations a person may start from the campaign's state."""
+    return allowed_actions(campaign.status)
 
 
 def _lock(campaign: Campaign) -> Campaign:
@@ -73,13 +66,7 @@ def _lock(campaign: Campaign) -> Campaign:
 
 
 def _check(campaign: Campaign, operation: str) -> None:
-    if campaign.status not in ALLOWED_FROM[operation]:
-        allowed = ", ".join(sorted(ALLOWED_FROM[operation]))
-        raise CampaignError(
-            f'Cannot {OPERATION_LABELS[operation]} "{campaign.name}": it is '
-            f"{campaign.get_status_display().lower()} (only possible when {allowed}).",
-            code="state",
-        )
+    source_check(campaign, operation)
 
 
 def _event(campaign: Campaign, action: str, *, from_status: str, to_status: str, user, detail=""):
@@ -161,10 +148,8 @@ def _reserve_and_schedule(
             )
         else:
             detail = f"Rescheduled to {when.isoformat()}."
-        Campaign.objects.filter(pk=locked.pk).update(**fields)
-        _event(
-            locked, action, from_status=from_status, to_status=C.SCHEDULED, user=user, detail=detail
-        )
+        fields.pop("status")
+        campaign_transition(campaign=locked, action=action, user=user, detail=detail, fields=fields)
         enqueue_dispatch(locked.pk, at=when)
     campaign.refresh_from_db()
     return campaign
@@ -209,9 +194,12 @@ def campaign_pause(*, campaign: Campaign, user, reason: str = "") -> Campaign:
         _check(locked, "pause")
         who = getattr(user, "get_username", lambda: "")() or "the system"
         text = reason or f"Paused by {who}."
-        Campaign.objects.filter(pk=locked.pk).update(status=C.PAUSED, status_reason=text[:500])
-        _event(
-            locked, "pause", from_status=locked.status, to_status=C.PAUSED, user=user, detail=text
+        campaign_transition(
+            campaign=locked,
+            action="pause",
+            user=user,
+            detail=text,
+            fields={"status_reason": text[:500]},
         )
     campaign.refresh_from_db()
     return campaign
@@ -237,10 +225,13 @@ def campaign_resume(*, campaign: Campaign, user) -> Campaign:
                 raise CampaignError(f'Cannot resume "{locked.name}": {shortfall}', code="credit")
         future = locked.scheduled_at is not None and locked.scheduled_at > now
         to_status = C.SCHEDULED if locked.started_at is None and future else C.SENDING
-        Campaign.objects.filter(pk=locked.pk).update(
-            status=to_status, status_reason="", consecutive_failures=0
+        campaign_transition(
+            campaign=locked,
+            action="resume",
+            to=to_status,
+            user=user,
+            fields={"status_reason": "", "consecutive_failures": 0},
         )
-        _event(locked, "resume", from_status=C.PAUSED, to_status=to_status, user=user)
         enqueue_dispatch(locked.pk, at=locked.scheduled_at if to_status == C.SCHEDULED else None)
     campaign.refresh_from_db()
     return campaign
@@ -272,20 +263,17 @@ def campaign_cancel(*, campaign: Campaign, user, reason: str = "") -> Campaign:
         text = (
             reason or f"Cancelled by {getattr(user, 'get_username', lambda: '')() or 'the system'}."
         )
-        Campaign.objects.filter(pk=locked.pk).update(
-            status=C.CANCELLED,
-            status_reason=text[:500],
-            finished_at=now,
-            credits_reserved=F("credits_reserved") - amount,
-            next_dispatch_at=None,
-        )
-        _event(
-            locked,
-            "cancel",
-            from_status=locked.status,
-            to_status=C.CANCELLED,
+        campaign_transition(
+            campaign=locked,
+            action="cancel",
             user=user,
             detail=f"{n} queued message(s) cancelled, {amount} credits released. {text}",
+            fields={
+                "status_reason": text[:500],
+                "finished_at": now,
+                "credits_reserved": F("credits_reserved") - amount,
+                "next_dispatch_at": None,
+            },
         )
     campaign.refresh_from_db()
     return campaign
