@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.urls import path
 
-from campaigns.admin_engine import CampaignEngineAdminMixin, MessageEngineAdminMixin
+from campaigns import admin_messages  # noqa: F401  (registers Messages and Replies)
+from campaigns.admin_engine import CampaignEngineAdminMixin
 from campaigns.admin_views import campaign_quote_context, measure_view
 from campaigns.forms import CampaignForm, MessageTemplateForm
-from campaigns.models import Campaign, CampaignEvent, InboundMessage, Message, MessageTemplate
+from campaigns.models import Campaign, CampaignEvent, MessageTemplate
 
 
 @admin.register(MessageTemplate)
@@ -117,54 +118,6 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
             if obj is not None and self.has_view_or_change_permission(request, obj):
                 extra_context.update(campaign_quote_context(obj))
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-@admin.register(Message)
-class MessageAdmin(MessageEngineAdminMixin, admin.ModelAdmin):
-    actions = MessageEngineAdminMixin.engine_actions  # decide on unknown messages
-    list_display = [
-        "phone",
-        "campaign",
-        "status",
-        "segments",
-        "credits",
-        "provider_ref",
-        "raw_status",
-        "sent_at",
-        "status_at",
-    ]
-    list_filter = ["status", "encoding"]
-    search_fields = ["=phone", "=provider_ref"]
-    list_select_related = ["campaign"]
-    show_full_result_count = False
-    raw_id_fields = ["campaign", "contact"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(InboundMessage)
-class InboundMessageAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "phone", "body", "action", "contact", "campaign", "account"]
-    list_filter = ["action", "account"]
-    search_fields = ["=phone", "body"]
-    list_select_related = ["contact", "campaign", "account"]
-    show_full_result_count = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CampaignEvent)

@@ -202,6 +202,8 @@ class Message(models.Model):
             ),
             models.Index(fields=["claim_token"], name="msg_claim_token"),
             models.Index(fields=["phone"], name="msg_phone"),
+            # The Messages list of one campaign, newest first, paged.
+            models.Index(fields=["campaign", "id"], name="msg_campaign_id"),
         ]
 
     def __str__(self) -> str:
