@@ -24,7 +24,7 @@ import base64
 import enum
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -151,17 +151,30 @@ Pacer = Callable[[str], None]
 #: campaign): the account cannot send right now, whatever the message.
 BATCH_STOPPING_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.CREDIT, ErrorKind.RATE_LIMIT})
 
+#: Error kinds that say the provider is in trouble (5xx, connection failure,
+#: no answer in time): the batch stops too, and the engine holds the account
+#: off for a moment instead of hammering it.
+PROVIDER_TROUBLE_KINDS = frozenset({ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT})
+
+#: Kinds of a refusal that concern the chunk of a call (its text, its
+#: numbers), not the account: the send flow goes on with the other groups.
+CHUNK_ERROR_KINDS = frozenset({ErrorKind.VALIDATION, ErrorKind.NOT_FOUND, ErrorKind.OPTED_OUT})
+
 
 def batch_stop_error(results: Sequence[SendResult]) -> ProviderError | None:
     """The account-wide error hidden in ``results``, if any.
 
     A backend's ``send()`` reports per message; when one message is refused or
     not attempted for a reason that concerns the whole account (bad
-    credentials, no credit at the provider, a 429 with Retry-After), the
-    engine must react once for the batch: pause the campaign (auth, credit)
-    or hold the account off for ``retry_after`` (rate limit). Returns that
-    error (auth before credit before rate limit, the longest Retry-After), or
-    ``None``. The engine and the backend contract share this one reading.
+    credentials, no credit at the provider, a 429 with Retry-After) or the
+    provider (unavailable, timed out), the engine must react once for the
+    batch: pause the campaign (auth, credit) or hold the account off for
+    ``retry_after`` (rate limit, provider trouble). Returns that error (auth
+    before credit before rate limit before unavailable before timeout, the
+    longest Retry-After of its kind), or ``None``. Only auth and credit
+    errors are ``permanent``; a timeout's error is ``maybe_processed`` when
+    one of its messages ended ``UNKNOWN``. The engine and the backend
+    contract share this one reading.
 
     Contract for backends: a message held back because of such an error is
     reported ``NOT_ATTEMPTED`` with that ``error_kind`` (and ``retry_after``
@@ -169,23 +182,42 @@ def batch_stop_error(results: Sequence[SendResult]) -> ProviderError | None:
     and it is sent once the account is fixed or the wait is over.
     """
     found: dict[str, SendResult] = {}
+    unknown: set[str] = set()
+    watched = BATCH_STOPPING_KINDS | PROVIDER_TROUBLE_KINDS
     for result in results:
-        if result.outcome == SendOutcome.ACCEPTED or result.error_kind not in BATCH_STOPPING_KINDS:
+        if result.outcome == SendOutcome.ACCEPTED or result.error_kind not in watched:
             continue
+        if result.outcome == SendOutcome.UNKNOWN:
+            unknown.add(result.error_kind)
         kept = found.get(result.error_kind)
         if kept is None or (result.retry_after or 0) > (kept.retry_after or 0):
             found[result.error_kind] = result
-    for kind in (ErrorKind.AUTH, ErrorKind.CREDIT, ErrorKind.RATE_LIMIT):
+    order = (
+        ErrorKind.AUTH,
+        ErrorKind.CREDIT,
+        ErrorKind.RATE_LIMIT,
+        ErrorKind.UNAVAILABLE,
+        ErrorKind.TIMEOUT,
+    )
+    for kind in order:
         result = found.get(kind)
         if result is not None:
             return ProviderError(
                 result.error_message or result.raw_status or f"{kind} error from the provider",
                 code=result.error_code,
-                permanent=kind != ErrorKind.RATE_LIMIT,
+                permanent=kind in (ErrorKind.AUTH, ErrorKind.CREDIT),
                 retry_after=result.retry_after,
                 kind=str(kind),
+                maybe_processed=kind in unknown,
             )
     return None
+
+
+def error_stops_batch(error: ProviderError) -> bool:
+    """Whether a call failing with ``error`` ends the send flow's batch:
+    anything but a permanent refusal of the call's own content
+    (:data:`CHUNK_ERROR_KINDS`)."""
+    return error.maybe_processed or not error.permanent or error.kind not in CHUNK_ERROR_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +270,127 @@ class SendResult:
             else:
                 derived = SendOutcome.REFUSED_TRANSIENT
             object.__setattr__(self, "outcome", derived)
+
+
+#: Kinds of :meth:`SmsBackend.send` errors that hold messages back without
+#: any fault of theirs: the messages are ``NOT_ATTEMPTED``, costing no attempt.
+NOT_ATTEMPTED_KINDS = frozenset(
+    {ErrorKind.AUTH, ErrorKind.CREDIT, ErrorKind.RATE_LIMIT, ErrorKind.DEFERRED}
+)
+
+
+def accepted_result(
+    sms: OutboundSms,
+    *,
+    provider_ref: str = "",
+    provider_batch_ref: str = "",
+    status: DeliveryStatus = DeliveryStatus.SENT,
+    raw_status: str = "",
+    credits: Decimal | None = None,
+) -> SendResult:
+    """``sms`` was taken by the provider (``status`` is ``queued`` for a
+    provider-side schedule, else usually ``sent``)."""
+    return SendResult(
+        reference=sms.reference,
+        accepted=True,
+        status=status,
+        provider_ref=provider_ref,
+        provider_batch_ref=provider_batch_ref,
+        raw_status=raw_status,
+        credits=credits,
+        outcome=SendOutcome.ACCEPTED,
+    )
+
+
+def refused_result(
+    sms: OutboundSms,
+    *,
+    kind: str,
+    message: str,
+    code: str = "",
+    permanent: bool = True,
+    raw_status: str = "",
+    retry_after: float | None = None,
+) -> SendResult:
+    """The provider refused ``sms`` (inside an answer that accepted others, or
+    by an error of its call). ``permanent``: sending it again would fail the
+    same way (``rejected`` for a content/number/opt-out refusal, else
+    ``failed``); otherwise it may be tried again later and counts as an
+    attempt. Opt-out washes: ``kind=ErrorKind.OPTED_OUT``."""
+    if permanent:
+        outcome = SendOutcome.REFUSED_PERMANENT
+        status = DeliveryStatus.REJECTED if kind in CHUNK_ERROR_KINDS else DeliveryStatus.FAILED
+    else:
+        outcome, status = SendOutcome.REFUSED_TRANSIENT, DeliveryStatus.QUEUED
+    return SendResult(
+        reference=sms.reference,
+        accepted=False,
+        status=status,
+        raw_status=raw_status,
+        error_code=str(code or ""),
+        error_message=message,
+        permanent=permanent,
+        outcome=outcome,
+        error_kind=str(kind or ""),
+        retry_after=retry_after,
+    )
+
+
+def not_attempted_result(sms: OutboundSms, error: ProviderError) -> SendResult:
+    """``sms`` never reached the provider because of ``error`` (the pacer, a
+    429, an account-wide refusal, an earlier call of the batch): re-queue it,
+    no attempt counted, after ``retry_after`` when set."""
+    return SendResult(
+        reference=sms.reference,
+        accepted=False,
+        status=DeliveryStatus.QUEUED,
+        error_code=error.code,
+        error_message=f"Not sent: {error.message}",
+        permanent=False,
+        outcome=SendOutcome.NOT_ATTEMPTED,
+        error_kind=str(error.kind or ""),
+        retry_after=error.retry_after,
+    )
+
+
+def unknown_result(sms: OutboundSms, message: str, *, kind: str = "", code: str = "") -> SendResult:
+    """The call carrying ``sms`` may have reached the provider but we do not
+    know what it did: reconcile by our reference, never re-send blindly."""
+    return SendResult(
+        reference=sms.reference,
+        accepted=False,
+        status=DeliveryStatus.UNKNOWN,
+        error_code=code,
+        error_message=message,
+        permanent=False,
+        outcome_unknown=True,
+        outcome=SendOutcome.UNKNOWN,
+        error_kind=str(kind or ""),
+    )
+
+
+def error_result(sms: OutboundSms, error: ProviderError) -> SendResult:
+    """The outcome of ``sms`` when the call carrying it failed with ``error``:
+
+    - ``maybe_processed`` → ``UNKNOWN`` (a read timeout, an unreadable 2xx);
+    - kind auth, credit, rate limit or deferred → ``NOT_ATTEMPTED`` (with
+      the kind and ``retry_after``: :func:`batch_stop_error` reads them);
+    - ``permanent`` → ``REFUSED_PERMANENT``;
+    - anything else (5xx, connection failure) → ``REFUSED_TRANSIENT``, which
+      costs an attempt, so a provider that keeps failing is given up on.
+    """
+    if error.maybe_processed:
+        return unknown_result(sms, error.message, kind=error.kind, code=error.code)
+    if error.kind in NOT_ATTEMPTED_KINDS:
+        return not_attempted_result(sms, error)
+    return refused_result(
+        sms,
+        kind=error.kind,
+        message=error.message,
+        code=error.code,
+        permanent=error.permanent,
+        retry_after=error.retry_after,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +552,7 @@ def to_msisdn(number: str) -> str:
         raise ProviderError(
             f"{number!r} is not an international phone number; expected E.164 such as "
             "+61400123456.",
+            code="invalid_number",
             permanent=True,
             kind="validation",
         )
@@ -449,17 +603,34 @@ def redact(data: Any) -> Any:
 class SmsBackend:
     """Base class of every provider backend.
 
-    Subclasses set ``name``, ``capabilities``, ``max_batch``,
-    ``default_base_url`` and implement the operations they support; the
-    others raise :class:`UnsupportedOperation`. Use :meth:`request` for all
-    HTTP: it applies timeouts, auth, decoding and error classification.
+    Writing a backend (one module in ``providers/backends/``, one line in
+    ``settings.SMS_BACKENDS``, a contract profile in
+    ``tests/providers/contract/``):
+
+    - Class attributes: ``name``, ``capabilities`` (only what the provider
+      really does), ``max_batch`` (recipients per call, from its doc),
+      ``default_base_url``, ``send_path`` (or override :meth:`post`),
+      ``max_requests_per_second`` when the doc gives a rate.
+    - Sending: never override :meth:`send`. Implement :meth:`build_payload`
+      and :meth:`parse_results`; override :meth:`post` when the call is not a
+      JSON POST to ``send_path``, :meth:`group_key` when one call carries
+      different texts (or none of the same), :meth:`check_message` and
+      :meth:`format_sender` for the provider's number and sender rules.
+    - Errors: :meth:`auth_headers`, :meth:`error_details` (code and text of
+      an error body), :meth:`classify_http_error` (map the provider's codes
+      to an :class:`ErrorKind` and ``permanent``) and :meth:`error_in_answer`
+      (failures inside HTTP 200). Return kinds from :class:`ErrorKind`:
+      the send flow turns them into outcomes (see :func:`error_result`).
+    - Other operations (statuses, replies, balance...) call :meth:`request`
+      with an ``operation`` name and raise :class:`ProviderError`; the
+      operations a backend lacks raise :class:`UnsupportedOperation`.
+
     Body length and sender rules are not here: they are in
     :func:`providers.limits.limits_for` (one table, from the providers' docs).
     """
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
-    max_batch: ClassVar[int] = 1
     default_base_url: ClassVar[str] = ""
     #: Provider's own cap on API calls per second (0 = none documented).
     max_requests_per_second: ClassVar[float] = 0
@@ -568,7 +739,9 @@ class SmsBackend:
 
         Raises :class:`ProviderError`: transient for timeouts, connection
         errors, 429 and 5xx (with ``retry_after`` from Retry-After), permanent
-        for the other 4xx after :meth:`classify_http_error` had its say.
+        for the other 4xx after :meth:`classify_http_error` had its say, and
+        whatever :meth:`error_in_answer` finds in a 2xx answer. ``operation``
+        names the call for the pacer and :meth:`error_in_answer`.
         """
         all_headers = {**self.auth_headers(), **(headers or {})}
         where = f"{self.name}: {method} {path}"
@@ -630,7 +803,13 @@ class SmsBackend:
         body = self.decode(response, expect_json=expect_json)
         if response.is_success or response.status_code in ok_statuses:
             logger.debug("%s -> HTTP %s", where, response.status_code)
-            return body
+            error = self.error_in_answer(body, operation=operation) if response.is_success else None
+            if error is None:
+                return body
+            if error.status_code is None:
+                error.status_code = response.status_code
+            logger.warning("%s", error)
+            raise error
         error = self.classify_http_error(response, body)
         logger.warning("%s", error)
         raise error
@@ -704,15 +883,218 @@ class SmsBackend:
             return str(body.get("code", "") or ""), str(body.get("message", "") or "")
         return "", ""
 
-    # ----------------------------------------------------------- operations
-    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
-        """Send up to ``max_batch`` messages; one SendResult per input, same order.
+    # ------------------------------------------------------------ send flow
+    def send(self, batch: Sequence[OutboundSms]) -> list[SendResult]:
+        """Send ``batch``: one :class:`SendResult` per message, in the same order.
 
-        A refusal of the whole call raises ProviderError; a refusal of some
-        recipients comes back as results with ``accepted=False``.
+        This is the whole flow, owned here so every provider means the same
+        thing by each outcome (django-anymail's shape; providers fill in the
+        hooks below, never this method):
+
+        1. :meth:`check_message` each message; one it raises for is refused
+           on its own (no call).
+        2. Group the rest by :meth:`group_key` (first-seen order) and cut
+           each group into chunks of at most ``max_batch``: one provider call
+           per chunk, at most ``max_calls_per_send`` calls.
+        3. Per chunk: :meth:`build_payload` → :meth:`post` (which goes
+           through :meth:`request`, hence the pacer and
+           :meth:`error_in_answer`) → :meth:`parse_results`.
+        4. A call that fails gives its chunk the outcome of its error
+           (:meth:`results_for_error`). An error that concerns the account or
+           the provider rather than this chunk (auth, credit, rate limit,
+           deferred by the pacer, provider unavailable, timeout, an answer we
+           cannot read) stops the batch: the chunks not tried are
+           ``NOT_ATTEMPTED`` with that error's kind and ``retry_after``. A
+           refusal of the chunk's content (validation, not found) does not:
+           the other groups are still tried.
+
+        It never raises for a provider problem, a refused message or a bug in
+        a hook: everything ends in a result (a hook that crashes before its
+        call refuses its chunk transiently; after it, the chunk's fate is
+        ``UNKNOWN``). Messages the provider accepted are never reported
+        otherwise.
         """
+        batch = list(batch)
+        results: list[SendResult | None] = [None] * len(batch)
+        groups: dict[Hashable, list[int]] = {}
+        for index, sms in enumerate(batch):
+            try:
+                self.check_message(sms)
+                key = self.group_key(sms)
+            except ProviderError as exc:
+                results[index] = self.results_for_error(exc, [sms])[0]
+                continue
+            except Exception as exc:  # a bug in a hook: refuse (an attempt), never raise
+                logger.exception("%s: check_message/group_key failed", self.name)
+                error = ProviderError(
+                    f"{self.name}: could not prepare the message ({type(exc).__name__}); "
+                    "nothing was sent.",
+                    kind=ErrorKind.PROTOCOL,
+                )
+                results[index] = error_result(sms, error)
+                continue
+            groups.setdefault(key, []).append(index)
+
+        size = max(1, int(self.max_batch or 1))
+        chunks = [
+            indexes[start : start + size]
+            for indexes in groups.values()
+            for start in range(0, len(indexes), size)
+        ]
+        stop: ProviderError | None = None
+        calls = 0
+        for chunk in chunks:
+            members = [batch[i] for i in chunk]
+            if stop is None and self.max_calls_per_send and calls >= self.max_calls_per_send:
+                stop = ProviderError(
+                    f"{self.name}: not sent in this batch: at most {self.max_calls_per_send} "
+                    "provider calls per send.",
+                    kind=ErrorKind.DEFERRED,
+                )
+            if stop is not None:
+                outcome = [not_attempted_result(sms, stop) for sms in members]
+            else:
+                calls += 1
+                outcome, stop = self._send_chunk(members)
+            for index, result in zip(chunk, outcome, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _send_chunk(
+        self, members: list[OutboundSms]
+    ) -> tuple[list[SendResult], ProviderError | None]:
+        """One provider call for ``members``: their results and the error
+        that stops the rest of the batch, if any."""
+        posted = False
+        try:
+            payload = self.build_payload(members)
+            posted = True
+            answer = self.post(payload, members)
+            try:
+                parsed = self.parse_results(answer, members)
+            except ProviderError as exc:
+                # The call went through: whatever we could not read may have
+                # been acted on.
+                exc.maybe_processed = True
+                raise
+        except ProviderError as exc:
+            results = self.results_for_error(exc, members)
+            return results, exc if self.stops_batch(exc) else None
+        except Exception as exc:  # a bug in a hook: never lose what the provider took
+            logger.exception("%s: send hook failed", self.name)
+            error = ProviderError(
+                f"{self.name}: send failed unexpectedly ({type(exc).__name__}); "
+                + ("the provider may have acted on it." if posted else "nothing was sent."),
+                kind=ErrorKind.PROTOCOL,
+                maybe_processed=posted,
+            )
+            return self.results_for_error(error, members), error
+        by_ref = {result.reference: result for result in parsed}
+        results = []
+        for sms in members:
+            result = by_ref.get(sms.reference)
+            if result is None:
+                # The answer did not mention it: it may be with the provider.
+                result = unknown_result(
+                    sms, f"{self.name}: the provider's answer does not mention this message."
+                )
+            results.append(result)
+        return results, None
+
+    # --- hooks of the send flow (a provider module overrides these) ---------
+    #: Recipients one provider call can carry; the flow cuts groups to it.
+    max_batch: ClassVar[int] = 1
+    #: At most this many provider calls per ``send()`` (0 = no cap). Keeps a
+    #: batch of personalised texts (one call per distinct body) well inside
+    #: the task timeout; the chunks beyond it come back ``NOT_ATTEMPTED``
+    #: (kind ``deferred``) and go in the next batch.
+    max_calls_per_send: ClassVar[int] = 25
+    #: Path :meth:`post` POSTs the JSON payload to, when not overridden.
+    send_path: ClassVar[str] = ""
+
+    def check_message(self, sms: OutboundSms) -> None:
+        """Raise a permanent :class:`ProviderError` (kind ``validation``) if
+        ``sms`` cannot be sent at all through this provider; it is then
+        refused alone (``REFUSED_PERMANENT``, status ``rejected``) and never
+        reaches a call. Default: the destination must be an international
+        number (:func:`to_msisdn`). Must not make HTTP calls."""
+        to_msisdn(sms.to)
+
+    def group_key(self, sms: OutboundSms) -> Hashable:
+        """Messages with equal keys may travel in one provider call. Default:
+        same body, sender and schedule (one text to many recipients). A
+        provider whose call carries a different text per recipient returns
+        a constant; one that takes a single recipient per call leaves
+        ``max_batch = 1``."""
+        return (sms.body, sms.sender, sms.send_at)
+
+    def build_payload(self, batch: list[OutboundSms]) -> Any:
+        """The request body of one provider call for ``batch`` (1 to
+        ``max_batch`` messages sharing one :meth:`group_key`). Numbers are
+        converted to the provider's format here, senders through
+        :meth:`format_sender`, our ``reference`` passed where the provider
+        keeps one. Raise :class:`ProviderError` (permanent, ``validation``)
+        for a chunk that cannot be expressed; no HTTP here."""
         raise UnsupportedOperation(self.name, "send")
 
+    def post(self, payload: Any, batch: list[OutboundSms]) -> Any:
+        """Make the provider call for ``payload`` and return the decoded
+        answer. Default: ``POST send_path`` as JSON through :meth:`request`
+        with ``operation="send"``. Override to choose the path per chunk,
+        send a form, or authenticate first, but always call
+        :meth:`request` (it applies the pacer, timeouts, error
+        classification and :meth:`error_in_answer`). Raises
+        :class:`ProviderError` for a refused or failed call."""
+        if not self.send_path:
+            raise UnsupportedOperation(self.name, "send")
+        return self.request("POST", self.send_path, json_body=payload, operation="send")
+
+    def error_in_answer(self, answer: Any, *, operation: str) -> ProviderError | None:
+        """The error hidden in a successful (2xx) answer, or ``None``.
+
+        Called by :meth:`request` for every 2xx answer of every operation,
+        with the decoded body. Providers that report failures inside HTTP 200
+        (a JSON-RPC ``error`` object, ``error.code`` other than ``SUCCESS``,
+        a negative ``Code``) return a :class:`ProviderError` with the right
+        ``kind`` (an :class:`ErrorKind`), ``permanent`` and ``code`` (the
+        provider's own); :meth:`request` raises it. Return ``None`` for an
+        answer that reports success, including one that accepts some
+        recipients and refuses others: those refusals are per message and
+        belong to :meth:`parse_results`. ``maybe_processed`` stays false:
+        the provider said it did not do it."""
+        return None
+
+    def parse_results(self, answer: Any, batch: list[OutboundSms]) -> list[SendResult]:
+        """One :class:`SendResult` per message of ``batch`` from the answer of
+        a successful call, each with an explicit ``outcome``: use
+        :func:`accepted_result` for accepted ones (with the provider's id)
+        and :func:`refused_result` for recipients the answer refuses (e.g.
+        an ``invalid`` list, an opt-out wash: ``ErrorKind.OPTED_OUT``, which
+        the engine records as ``skipped`` and does not charge). A message the
+        answer does not mention becomes ``UNKNOWN`` (the base fills it in).
+        Raise :class:`ProviderError` when the answer cannot be read (e.g.
+        no id): the whole chunk becomes ``UNKNOWN``, to be reconciled."""
+        raise UnsupportedOperation(self.name, "send")
+
+    def results_for_error(self, error: ProviderError, batch: list[OutboundSms]) -> list[SendResult]:
+        """The results of ``batch`` when its call failed with ``error``
+        (see :func:`error_result` for the mapping). Override only to refine
+        it per message; the outcome's meaning must stay the same."""
+        return [error_result(sms, error) for sms in batch]
+
+    def stops_batch(self, error: ProviderError) -> bool:
+        """Whether a call failing with ``error`` ends the batch (the chunks not
+        tried come back ``NOT_ATTEMPTED``). Default:
+        :func:`error_stops_batch`. Override only for provider codes that
+        concern one message although they look transient."""
+        return error_stops_batch(error)
+
+    def format_sender(self, sender: str) -> str:
+        """``sender`` as this provider wants it (e.g. a numeric sender
+        without ``+``). Default: stripped, unchanged."""
+        return (sender or "").strip()
+
+    # ----------------------------------------------------------- operations
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
         raise UnsupportedOperation(self.name, "status polling")
 

@@ -21,7 +21,7 @@ optional::
      "latency": 0, "initial_balance": 0,
      "credits_per_segment": 1, "country_rates": {"GB": "2"},
      "fail_numbers": ["+61400000001"], "error_rate": 0, "timeout_rate": 0,
-     "unavailable": false}
+     "unavailable": false, "rate_limited": 0}
 
 - ``mix``: share of final outcomes among delivered, undelivered, expired,
   rejected, failed and unknown (no receipt ever); normalised.
@@ -32,6 +32,8 @@ optional::
   ``unavailable``: every call fails so; ``timeout_rate``: share of send calls
   that are accepted but answer with a timeout (``maybe_processed``), to
   exercise reconciliation through ``lookup_by_reference``.
+- ``rate_limited``: seconds; when set, every call is refused like an HTTP
+  429 with that ``Retry-After`` (to see how campaigns wait out a throttle).
 - ``latency``: seconds each call takes (at most 10).
 - ``initial_balance`` (old name ``balance``): the simulated provider's
   balance before our first top-up, 0 by default: like a new account at a
@@ -67,6 +69,7 @@ import phonenumbers
 from providers.backends.base import (
     Capability,
     DeliveryStatus,
+    ErrorKind,
     InboundSms,
     OutboundSms,
     ProviderError,
@@ -77,7 +80,9 @@ from providers.backends.base import (
     SmsBackend,
     StatusUpdate,
     WebhookError,
+    accepted_result,
     map_status,
+    refused_result,
     to_e164,
     to_msisdn,
 )
@@ -129,6 +134,7 @@ class SimConfig:
     error_rate: float
     timeout_rate: float
     unavailable: bool
+    rate_limited: float = 0
 
 
 def _config_error(message: str) -> ProviderError:
@@ -238,6 +244,7 @@ def parse_config(data: Mapping[str, Any]) -> SimConfig:
         error_rate=_number(data, "error_rate", 0, high=1),
         timeout_rate=_number(data, "timeout_rate", 0, high=1),
         unavailable=_flag(data, "unavailable", False),
+        rate_limited=_number(data, "rate_limited", 0, high=3600),
     )
 
 
@@ -306,7 +313,10 @@ class SimulatorBackend(SmsBackend):
         return float(self._clock())
 
     def _call(self, operation: str) -> None:
-        """Latency and the outage knobs, applied to every call."""
+        """The pacer, latency and the outage knobs, applied to every call
+        (the simulator makes no HTTP request, so it calls the pacer itself)."""
+        if self.pacer is not None:
+            self.pacer(operation)
         cfg = self.config
         if cfg.latency:
             self._sleep(cfg.latency)
@@ -318,6 +328,14 @@ class SimulatorBackend(SmsBackend):
                 kind="unavailable",
                 retry_after=30.0,
                 status_code=503,
+            )
+        if cfg.rate_limited:
+            raise ProviderError(
+                f"simulator: {operation} refused: rate limited (knob 'rate_limited').",
+                code="SIM-429",
+                kind="rate_limit",
+                retry_after=cfg.rate_limited,
+                status_code=429,
             )
 
     def _next_call_number(self) -> int:
@@ -355,12 +373,23 @@ class SimulatorBackend(SmsBackend):
         return new
 
     # --------------------------------------------------------------- send
-    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
-        """Accept ``batch`` (refusing ``fail_numbers``, invalid numbers and
-        numbers on the simulated opt-out list), charge one credit per segment
-        from the simulated balance, and queue the replies some recipients
-        will send. Raises like a provider for the outage knobs and for a
-        balance too low for the whole batch (permanent, kind "credit")."""
+    # The base flow calls these; one simulated call carries any mix of texts.
+    def group_key(self, sms: OutboundSms) -> str:
+        return ""
+
+    def build_payload(self, batch: list[OutboundSms]) -> list[OutboundSms]:
+        return list(batch)
+
+    def parse_results(self, answer: Any, batch: list[OutboundSms]) -> list[SendResult]:
+        return list(answer)
+
+    def post(self, payload: Any, batch: list[OutboundSms]) -> list[SendResult]:
+        """The simulated provider's send call: accept ``batch`` (refusing
+        ``fail_numbers`` and, as an opt-out wash, numbers on the simulated
+        opt-out list), charge one credit per segment from the simulated
+        balance, and queue the replies some recipients will send. Raises
+        like a provider for the outage knobs and for a balance too low for
+        the whole call (permanent, kind "credit")."""
         cfg = self.config
         self._call("send")
         call_number = self._next_call_number()
@@ -379,7 +408,7 @@ class SimulatorBackend(SmsBackend):
         remembered: dict[str, dict] = {}
         replies: list[dict] = []
         cost = Decimal(0)
-        for sms in batch:
+        for sms in payload:
             refusal = self._refusal(sms, optouts)
             if refusal is not None:
                 results.append(refusal)
@@ -395,9 +424,8 @@ class SimulatorBackend(SmsBackend):
             provider_ref = f"{batch_ref}-{int(send_time * 1000):x}-{price}-{digest}"
             cost += charged
             results.append(
-                SendResult(
-                    reference=sms.reference,
-                    accepted=True,
+                accepted_result(
+                    sms,
                     status=DeliveryStatus.QUEUED if scheduled else DeliveryStatus.SENT,
                     provider_ref=provider_ref,
                     provider_batch_ref=batch_ref,
@@ -444,32 +472,24 @@ class SimulatorBackend(SmsBackend):
 
     def _refusal(self, sms: OutboundSms, optouts: set[str]) -> SendResult | None:
         """Why the simulated provider refuses ``sms``, or None when it accepts it."""
-        try:
-            number = "+" + to_msisdn(sms.to)
-        except ProviderError as exc:
-            return self._rejected(sms, "invalid_number", exc.message)
+        number = "+" + to_msisdn(sms.to)  # checked by check_message
         if number in self.config.fail_numbers:
-            return self._rejected(
+            return refused_result(
                 sms,
-                "SIM-REJECTED",
-                f"{number} is refused by the simulator (knob 'fail_numbers').",
+                kind=ErrorKind.VALIDATION,
+                code="SIM-REJECTED",
+                message=f"{number} is refused by the simulator (knob 'fail_numbers').",
+                raw_status="REJECTED",
             )
         if number in optouts:
-            return self._rejected(
-                sms, "SIM-OPTED-OUT", f"{number} is on the simulated provider's opt-out list."
+            return refused_result(
+                sms,
+                kind=ErrorKind.OPTED_OUT,
+                code="SIM-OPTED-OUT",
+                message=f"{number} is on the simulated provider's opt-out list.",
+                raw_status="REJECTED",
             )
         return None
-
-    @staticmethod
-    def _rejected(sms: OutboundSms, code: str, message: str) -> SendResult:
-        return SendResult(
-            reference=sms.reference,
-            accepted=False,
-            status=DeliveryStatus.REJECTED,
-            raw_status="REJECTED",
-            error_code=code,
-            error_message=message,
-        )
 
     # ------------------------------------------------------------ timeline
     @staticmethod

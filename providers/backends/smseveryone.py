@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -43,6 +43,7 @@ import httpx
 from providers.backends.base import (
     Capability,
     DeliveryStatus,
+    ErrorKind,
     InboundSms,
     OutboundSms,
     ProviderError,
@@ -53,8 +54,10 @@ from providers.backends.base import (
     SmsBackend,
     StatusUpdate,
     WebhookError,
+    accepted_result,
     map_status,
     parse_local_datetime,
+    refused_result,
     to_e164,
     to_msisdn,
 )
@@ -132,6 +135,8 @@ ERROR_CODES: dict[int, tuple[str, str, bool]] = {
 CREATED_WITH_WARNING = {-108, -109, -500, -501, -502}
 #: Of those, the ones where the campaign is held rather than going out now.
 HELD_CODES = {-108, -109, -502}
+#: Negative codes an operation treats as done: deleting a deleted campaign.
+TOLERATED_CODES: dict[str, frozenset[int]] = {"cancel": frozenset({-107})}
 
 #: ``DeliveryReceiptStatusId`` (doc "Check the delivery status", JSON examples):
 #: 1 = "Successful delivery"; 2 = "Failed delivery ... permanent error" with the
@@ -210,10 +215,6 @@ class SmsEveryoneBackend(SmsBackend):
     #: Destinations per create call. The doc gives no cap; 500 keeps a request
     #: small (~10 kB) and in line with the other providers.
     max_batch = 500
-    #: At most this many create calls per ``send()`` (one per distinct body):
-    #: keeps a batch of personalised texts well inside the task timeout. The
-    #: rest come back as not attempted (transient) for the engine to requeue.
-    max_calls_per_send: ClassVar[int] = 25
     default_base_url = "https://smseveryone.com/api"
     #: "Please do not check this API any more often than 1 minute."
     min_reply_poll_interval = 60
@@ -287,28 +288,31 @@ class SmsEveryoneBackend(SmsBackend):
             )
         return super().classify_http_error(response, body)
 
-    def call(
-        self,
-        path: str,
-        payload: Mapping[str, Any],
-        *,
-        operation: str,
-        allow: frozenset = frozenset(),
-    ) -> dict[str, Any]:
-        """POST ``payload`` as JSON and return the answer, raising for a
-        negative ``Code`` unless it is in ``allow``."""
-        body = self.request("POST", path, json_body=dict(payload))
+    def error_in_answer(self, answer: Any, *, operation: str) -> ProviderError | None:
+        """A negative ``Code`` in a 200 answer is the doc's error table, except
+        where the operation tolerates it: a ``create`` that came back with a
+        ``CampaignId`` and an outage warning (the campaign exists: see
+        :data:`CREATED_WITH_WARNING`), and deleting a campaign already deleted
+        (-107, the cancel is done)."""
+        code = _int(answer.get("Code")) if isinstance(answer, Mapping) else None
+        if code is None or code >= 0:
+            return None
+        if operation == "send" and code in CREATED_WITH_WARNING and answer.get("CampaignId"):
+            return None
+        if code in TOLERATED_CODES.get(operation, ()):
+            return None
+        return self.code_error(code, answer.get("Message"), operation=operation)
+
+    def call(self, path: str, payload: Mapping[str, Any], *, operation: str) -> dict[str, Any]:
+        """POST ``payload`` as JSON and return the answer; a negative ``Code``
+        raises (:meth:`error_in_answer`)."""
+        body = self.request("POST", path, json_body=dict(payload), operation=operation)
         if not isinstance(body, Mapping):
             raise ProviderError(
                 f"SMS Everyone {operation}: expected a JSON object, got {type(body).__name__}.",
                 kind="protocol",
                 maybe_processed=True,
             )
-        code = _int(body.get("Code"))
-        if code is not None and code < 0 and code not in allow:
-            error = self.code_error(code, body.get("Message"), operation=operation)
-            logger.warning("%s", error)
-            raise error
         return dict(body)
 
     def _campaign_id(self, ref: ProviderRef | str | int) -> int:
@@ -338,167 +342,120 @@ class SmsEveryoneBackend(SmsBackend):
             return ""
         return send_at.astimezone(self.tz).strftime("%Y%m%d%H%M")
 
-    @staticmethod
-    def _originator(sender: str) -> str:
+    def format_sender(self, sender: str) -> str:
+        """Numbers travel without ``+`` ("Only MSISDNs in international format
+        without the + sign are accepted")."""
         sender = (sender or "").strip()
         if sender.startswith("+") and sender[1:].isdigit():
             return sender[1:]
         return sender
 
+    _originator = format_sender
+
     # ---------------------------------------------------------------- send
-    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
-        """Send ``batch``: one ``create`` call per (body, sender, schedule) group.
+    # One provider campaign (``create``) per (body, sender, schedule) group,
+    # cut at ``max_batch`` by the base flow.
+    send_path = "/campaign"
 
-        One result per message, in order. Numbers that are not E.164 are
-        refused without a call. If the first call fails, its ProviderError is
-        raised (nothing was accepted). Once a call succeeded, later failures
-        come back as results instead of an exception, so the accepted
-        messages are never lost: the failed call's messages carry the error
-        (``outcome_unknown`` when it may have been processed), and groups not
-        tried after a blocking error (or beyond ``max_calls_per_send``) carry
-        error_code ``not_attempted`` and ``permanent=False``.
-        """
-        results: list[SendResult | None] = [None] * len(batch)
-        groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
-        for index, sms in enumerate(batch):
-            try:
-                msisdn = to_msisdn(sms.to)
-            except ProviderError as exc:
-                results[index] = SendResult(
-                    reference=sms.reference,
-                    accepted=False,
-                    status=DeliveryStatus.REJECTED,
-                    error_code="invalid_number",
-                    error_message=exc.message,
-                    permanent=True,
-                )
-                continue
-            key = (sms.body, self._originator(sms.sender), self._schedule(sms.send_at))
-            groups.setdefault(key, []).append((index, msisdn))
+    def build_payload(self, batch: list[OutboundSms]) -> dict[str, Any]:
+        first = batch[0]
+        payload: dict[str, Any] = {"Message": first.body}
+        originator = self.format_sender(first.sender)
+        if originator:
+            payload["Originator"] = originator
+        # Traces the campaign back to our messages in their web interface.
+        payload["Reference"] = first.reference
+        scheduled = self._schedule(first.send_at)
+        if scheduled:
+            payload["TimeScheduled"] = scheduled
+        payload["Destinations"] = [to_msisdn(sms.to) for sms in batch]
+        payload["Action"] = "create"
+        return payload
 
-        chunks = [
-            (key, members[start : start + self.max_batch])
-            for key, members in groups.items()
-            for start in range(0, len(members), self.max_batch)
-        ]
-        calls = 0
-        accepted_any = False
-        blocked: ProviderError | None = None
-        for (body, originator, scheduled), chunk in chunks:
-            if blocked is not None or calls >= self.max_calls_per_send:
-                reason = (
-                    f"not sent: an earlier call failed ({blocked})"
-                    if blocked is not None
-                    else f"not sent: more than {self.max_calls_per_send} calls in one batch"
-                )
-                for index, _ in chunk:
-                    results[index] = self._refused(batch[index], "not_attempted", reason, False)
-                continue
-            payload: dict[str, Any] = {"Message": body}
-            if originator:
-                payload["Originator"] = originator
-            payload["Reference"] = batch[chunk[0][0]].reference
-            if scheduled:
-                payload["TimeScheduled"] = scheduled
-            payload["Destinations"] = [msisdn for _, msisdn in chunk]
-            payload["Action"] = "create"
-            calls += 1
-            try:
-                answer = self.call(
-                    "/campaign", payload, operation="send", allow=frozenset(CREATED_WITH_WARNING)
-                )
-                code = _int(answer.get("Code")) or 0
-                campaign_id = answer.get("CampaignId")
-                if code < 0 and not campaign_id:
-                    # A warning code without a campaign: nothing was created.
-                    raise self.code_error(code, answer.get("Message"), operation="send")
-                if not campaign_id:
-                    raise ProviderError(
-                        "SMS Everyone send: the answer has no CampaignId; the campaign may "
-                        "exist at the provider.",
-                        kind="protocol",
-                        maybe_processed=True,
-                    )
-            except ProviderError as exc:
-                if not accepted_any:
-                    raise
-                for index, _ in chunk:
-                    results[index] = self._refused(
-                        batch[index],
-                        exc.code or exc.kind,
-                        exc.message,
-                        exc.permanent,
-                        outcome_unknown=exc.maybe_processed,
-                    )
-                if exc.kind != "validation":
-                    blocked = exc
-                continue
-            accepted_any = True
-            held = bool(scheduled) or code in HELD_CODES
-            for index, result in self._accepted(answer, chunk, batch, held=held):
-                results[index] = result
-        return [r for r in results if r is not None]
-
-    def _accepted(
-        self,
-        answer: Mapping[str, Any],
-        chunk: list[tuple[int, str]],
-        batch: list[OutboundSms],
-        *,
-        held: bool,
-    ) -> list[tuple[int, SendResult]]:
+    def parse_results(self, answer: Any, batch: list[OutboundSms]) -> list[SendResult]:
+        """``{Code, CampaignId, Messages, Segments, Credits}``: every
+        destination accepted under ``<CampaignId>-<msisdn>``, except the ones
+        the provider washed against its opt-out list ("accepted N of M":
+        ``Messages`` below the destinations sent), which come back refused
+        with ``ErrorKind.OPTED_OUT`` (found through the opt-out list)."""
+        if not isinstance(answer, Mapping) or not answer.get("CampaignId"):
+            raise ProviderError(
+                "SMS Everyone send: the answer has no CampaignId; the campaign may exist at "
+                "the provider.",
+                kind="protocol",
+                maybe_processed=True,
+            )
         campaign_id = str(answer["CampaignId"])
+        code = _int(answer.get("Code")) or 0
+        held = batch[0].send_at is not None and bool(self._schedule(batch[0].send_at))
+        held = held or code in HELD_CODES
         count = _int(answer.get("Messages"))
+        washed = self._washed(campaign_id, batch, count)
         credits = _decimal(answer.get("Credits"))
         per_message = None
         if credits is not None and count:
             share = credits / count
             if share == share.quantize(Decimal("0.01")):
                 per_message = share
-        if count is not None and count < len(chunk):
-            # Their opt-out wash or number check dropped some; the missing ones
-            # never get a receipt. We cannot tell which from this answer.
-            logger.warning(
-                "SMS Everyone campaign %s accepted %s of %s destinations.",
-                campaign_id,
-                count,
-                len(chunk),
-            )
-        code = str(_int(answer.get("Code")) or 0)
-        return [
-            (
-                index,
-                SendResult(
-                    reference=batch[index].reference,
-                    accepted=True,
+        results = []
+        for sms in batch:
+            msisdn = to_msisdn(sms.to)
+            if msisdn in washed:
+                results.append(
+                    refused_result(
+                        sms,
+                        kind=ErrorKind.OPTED_OUT,
+                        code="optout",
+                        message=(
+                            f"SMS Everyone dropped {sms.to}: it is on the account's opt-out "
+                            "list at SMS Everyone."
+                        ),
+                    )
+                )
+                continue
+            results.append(
+                accepted_result(
+                    sms,
                     status=DeliveryStatus.QUEUED if held else DeliveryStatus.SENT,
                     provider_ref=f"{campaign_id}-{msisdn}",
                     provider_batch_ref=campaign_id,
-                    raw_status=code,
+                    raw_status=str(code),
                     credits=per_message,
-                ),
+                )
             )
-            for index, msisdn in chunk
-        ]
+        return results
 
-    @staticmethod
-    def _refused(
-        sms: OutboundSms,
-        code: str,
-        message: str,
-        permanent: bool,
-        *,
-        outcome_unknown: bool = False,
-    ) -> SendResult:
-        return SendResult(
-            reference=sms.reference,
-            accepted=False,
-            status=DeliveryStatus.UNKNOWN if outcome_unknown else DeliveryStatus.FAILED,
-            error_code=str(code),
-            error_message=message,
-            permanent=permanent,
-            outcome_unknown=outcome_unknown,
-        )
+    def _washed(self, campaign_id: str, batch: list[OutboundSms], count: int | None) -> set[str]:
+        """The destinations of ``batch`` the provider dropped for opt-out,
+        when it accepted fewer than it was sent. The answer does not say
+        which; the opt-out list it washed against does. Numbers dropped for
+        another reason cannot be told apart: they stay accepted (and are
+        logged), as the provider gives no id to reconcile them by."""
+        if count is None or count >= len(batch):
+            return set()
+        try:
+            listed = {to_msisdn_or_raw(o.number) for o in self.optouts_list()}
+        except ProviderError as exc:
+            logger.warning(
+                "SMS Everyone campaign %s accepted %s of %s destinations; the opt-out list "
+                "could not be read to tell which (%s).",
+                campaign_id,
+                count,
+                len(batch),
+                exc,
+            )
+            return set()
+        washed = {to_msisdn(sms.to) for sms in batch} & listed
+        if len(batch) - len(washed) != count:
+            logger.warning(
+                "SMS Everyone campaign %s accepted %s of %s destinations; %s of them are on "
+                "the opt-out list.",
+                campaign_id,
+                count,
+                len(batch),
+                len(washed),
+            )
+        return washed
 
     # -------------------------------------------------- campaign operations
     def campaign_status(self, campaign_id: int | str) -> str:
@@ -544,7 +501,6 @@ class SmsEveryoneBackend(SmsBackend):
             "/campaign",
             {"CampaignId": self._campaign_id(ref), "Action": "delete"},
             operation="cancel",
-            allow=frozenset({-107}),
         )
 
     def pause(self, ref: ProviderRef) -> None:

@@ -43,6 +43,7 @@ from providers.backends.base import (
     SmsBackend,
     StatusUpdate,
     WebhookError,
+    accepted_result,
     map_status,
     parse_local_datetime,
     to_msisdn,
@@ -233,7 +234,7 @@ class TheSmsWorksBackend(SmsBackend):
             return self._jwt
         token = cache.get(key)
         if not token:
-            body = self.request("POST", "/auth/token", json_body=dict(creds))
+            body = self.request("POST", "/auth/token", json_body=dict(creds), operation="auth")
             raw = _text(body.get("token")) if isinstance(body, Mapping) else ""
             if not raw:
                 raise ProviderError(
@@ -247,18 +248,25 @@ class TheSmsWorksBackend(SmsBackend):
         self._jwt = token
         return token
 
-    def call(self, method: str, path: str, *, json_body: Any = None) -> Any:
+    def call(
+        self, method: str, path: str, *, json_body: Any = None, operation: str = "call"
+    ) -> Any:
         """An authenticated API call; a 401 fetches a new token and tries once more."""
         token = self._token()  # a refusal here is final: the credentials are wrong
+        headers = {"Authorization": token}
         try:
-            return self.request(method, path, json_body=json_body, headers={"Authorization": token})
+            return self.request(
+                method, path, json_body=json_body, headers=headers, operation=operation
+            )
         except ProviderError as exc:
             if exc.status_code != 401:
                 raise
         logger.info("%s: token refused (401), fetching a new one", self.name)
-        token = self._token(refresh=True)
+        headers = {"Authorization": self._token(refresh=True)}
         try:
-            return self.request(method, path, json_body=json_body, headers={"Authorization": token})
+            return self.request(
+                method, path, json_body=json_body, headers=headers, operation=operation
+            )
         except ProviderError as exc:
             if exc.status_code == 401:
                 # Do not keep a token the API refuses.
@@ -293,73 +301,11 @@ class TheSmsWorksBackend(SmsBackend):
         return error
 
     # ------------------------------------------------------------ send
-    def send(self, batch: list[OutboundSms]) -> list[SendResult]:
-        """Send ``batch`` (≤ 500). Messages sharing text, sender and schedule go
-        in one ``/batch/...`` call; a lone message uses ``/message/...``.
-
-        If the first call fails the error is raised (nothing was sent). If a
-        later call fails, the messages already accepted are returned as such
-        and the rest as refused (``permanent`` from the error; ``outcome_unknown``
-        when the failed call may have reached the provider), so an accepted
-        message is never reported as unsent.
-        """
-        if len(batch) > self.max_batch:
-            raise ProviderError(
-                f"The SMS Works takes at most {self.max_batch} recipients per call; "
-                f"got {len(batch)}.",
-                permanent=True,
-                kind="validation",
-            )
-        groups: dict[tuple, list[int]] = {}
-        for index, sms in enumerate(batch):
-            groups.setdefault((sms.body, sms.sender, sms.send_at), []).append(index)
-
-        results: list[SendResult | None] = [None] * len(batch)
-        failure: ProviderError | None = None
-        for indexes in groups.values():
-            members = [batch[i] for i in indexes]
-            if failure is not None:
-                outcome = [self._refused(sms, failure, attempted=False) for sms in members]
-            else:
-                try:
-                    if len(members) == 1:
-                        outcome = [self._send_one(members[0])]
-                    else:
-                        outcome = self._send_group(members)
-                except ProviderError as exc:
-                    if not any(results):
-                        raise
-                    failure = exc
-                    outcome = [self._refused(sms, exc, attempted=True) for sms in members]
-            for i, result in zip(indexes, outcome, strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
-
-    def _refused(self, sms: OutboundSms, exc: ProviderError, *, attempted: bool) -> SendResult:
-        if attempted:
-            message = exc.message
-        else:
-            message = f"Not sent: an earlier call of the same batch failed ({exc.message})."
-        return SendResult(
-            reference=sms.reference,
-            accepted=False,
-            status=S.FAILED if exc.permanent and attempted else S.QUEUED,
-            error_code=exc.code,
-            error_message=message,
-            permanent=exc.permanent and attempted,
-            outcome_unknown=attempted and getattr(exc, "maybe_processed", False),
-        )
-
-    @staticmethod
-    def _schedule(when: datetime) -> str:
-        # "The schedule date format should match the JavaScript date format,
-        # which is the same as the ISO 8601 syntax."
-        return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    def _payload(self, sms: OutboundSms, **extra: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = {"sender": sms.sender, **extra, "content": sms.body}
-        if sms.send_at is not None:
-            payload["schedule"] = self._schedule(sms.send_at)
+    # One text to one recipient → /message/send (/message/schedule); to
+    # several → /batch/send (/batch/schedule). The base flow groups by
+    # (body, sender, schedule) and cuts at ``max_batch``.
+    def check_message(self, sms: OutboundSms) -> None:
+        to_msisdn(sms.to)
         if len(sms.reference) > MAX_TAG:
             raise ProviderError(
                 f"Our reference {sms.reference[:20]!r}... is longer than The SMS Works' "
@@ -367,85 +313,77 @@ class TheSmsWorksBackend(SmsBackend):
                 permanent=True,
                 kind="validation",
             )
-        payload["tag"] = sms.reference
+
+    @staticmethod
+    def _schedule(when: datetime) -> str:
+        # "The schedule date format should match the JavaScript date format,
+        # which is the same as the ISO 8601 syntax."
+        return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def build_payload(self, batch: list[OutboundSms]) -> dict[str, Any]:
+        first = batch[0]
+        payload: dict[str, Any] = {"sender": self.format_sender(first.sender)}
+        if len(batch) == 1:
+            payload["destination"] = to_msisdn(first.to)
+        else:
+            payload["destinations"] = [to_msisdn(sms.to) for sms in batch]
+        payload["content"] = first.body
+        if first.send_at is not None:
+            payload["schedule"] = self._schedule(first.send_at)
+        # Our reference; a batch carries its first message's (see the module doc).
+        payload["tag"] = first.reference
         return payload
 
-    def _send_one(self, sms: OutboundSms) -> SendResult:
-        payload = self._payload(sms, destination=to_msisdn(sms.to))
-        path = "/message/schedule" if sms.send_at else "/message/send"
-        try:
-            body = self.call("POST", path, json_body=payload)
-        except ProviderError as exc:
-            if exc.code in MESSAGE_LEVEL_CODES and exc.status_code in (400, 403):
-                return SendResult(
-                    reference=sms.reference,
-                    accepted=False,
-                    status=S.REJECTED,
-                    error_code=exc.code,
-                    error_message=exc.message,
-                    permanent=exc.permanent,
-                )
-            raise
-        # /message/send: {messageid, status, credits, creditsUsed};
-        # /message/schedule: a list of {messageid, status}.
-        items = _items(body, "messages")
-        item = items[0] if items else (body if isinstance(body, Mapping) else {})
-        messageid = _text(item.get("messageid"))
-        if not messageid:
-            raise ProviderError(
-                f"The SMS Works: {path} answered without a messageid: {str(body)[:200]!r}.",
-                kind="protocol",
-                maybe_processed=True,
-            )
-        raw = _text(item.get("status"))
-        return SendResult(
-            reference=sms.reference,
-            accepted=True,
-            status=self._accepted_status(raw, scheduled=sms.send_at is not None),
-            provider_ref=messageid,
-            raw_status=raw,
-            credits=self._decimal(item.get("creditsUsed")),
-        )
+    def post(self, payload: Any, batch: list[OutboundSms]) -> Any:
+        kind = "message" if len(batch) == 1 else "batch"
+        action = "schedule" if batch[0].send_at is not None else "send"
+        return self.call("POST", f"/{kind}/{action}", json_body=payload, operation="send")
 
-    def _send_group(self, members: list[OutboundSms]) -> list[SendResult]:
-        first = members[0]
-        payload = self._payload(first, destinations=[to_msisdn(sms.to) for sms in members])
-        path = "/batch/schedule" if first.send_at else "/batch/send"
-        try:
-            body = self.call("POST", path, json_body=payload)
-        except ProviderError as exc:
-            if exc.code in MESSAGE_LEVEL_CODES and exc.status_code in (400, 403):
-                return [
-                    SendResult(
-                        reference=sms.reference,
-                        accepted=False,
-                        status=S.REJECTED,
-                        error_code=exc.code,
-                        error_message=exc.message,
-                        permanent=exc.permanent,
-                    )
-                    for sms in members
-                ]
-            raise
-        # {batchid, status}
-        batchid = _text(body.get("batchid")) if isinstance(body, Mapping) else ""
+    def stops_batch(self, error: ProviderError) -> bool:
+        # The service errors (5xxx) and content errors concern the message,
+        # even the transient ones ("Handset may be switched off").
+        if error.code in MESSAGE_LEVEL_CODES and not error.maybe_processed:
+            return False
+        return super().stops_batch(error)
+
+    def parse_results(self, answer: Any, batch: list[OutboundSms]) -> list[SendResult]:
+        """``/message/send``: ``{messageid, status, credits, creditsUsed}``;
+        ``/message/schedule``: a list of ``{messageid, status}``;
+        ``/batch/...``: ``{batchid, status}`` (no per-recipient id: the
+        batch's messages are matched by destination when polled)."""
+        scheduled = batch[0].send_at is not None
+        if len(batch) == 1:
+            items = _items(answer, "messages")
+            item = items[0] if items else (answer if isinstance(answer, Mapping) else {})
+            messageid = _text(item.get("messageid"))
+            if not messageid:
+                raise ProviderError(
+                    f"The SMS Works answered without a messageid: {str(answer)[:200]!r}.",
+                    kind="protocol",
+                    maybe_processed=True,
+                )
+            raw = _text(item.get("status"))
+            return [
+                accepted_result(
+                    batch[0],
+                    status=self._accepted_status(raw, scheduled=scheduled),
+                    provider_ref=messageid,
+                    raw_status=raw,
+                    credits=self._decimal(item.get("creditsUsed")),
+                )
+            ]
+        batchid = _text(answer.get("batchid")) if isinstance(answer, Mapping) else ""
         if not batchid:
             raise ProviderError(
-                f"The SMS Works: {path} answered without a batchid: {str(body)[:200]!r}.",
+                f"The SMS Works answered without a batchid: {str(answer)[:200]!r}.",
                 kind="protocol",
                 maybe_processed=True,
             )
-        raw = _text(body.get("status"))
-        status = self._accepted_status(raw, scheduled=first.send_at is not None)
+        raw = _text(answer.get("status"))
+        status = self._accepted_status(raw, scheduled=scheduled)
         return [
-            SendResult(
-                reference=sms.reference,
-                accepted=True,
-                status=status,
-                provider_batch_ref=batchid,
-                raw_status=raw,
-            )
-            for sms in members
+            accepted_result(sms, status=status, provider_batch_ref=batchid, raw_status=raw)
+            for sms in batch
         ]
 
     @staticmethod

@@ -16,8 +16,10 @@ from providers.backends import backend_capabilities, backend_class, get_backend
 from providers.backends.base import (
     Capability,
     DeliveryStatus,
+    OutboundSms,
     ProviderError,
     ProviderRef,
+    SendOutcome,
     SmsBackend,
     UnsupportedOperation,
     map_status,
@@ -274,7 +276,6 @@ def test_operations_a_backend_lacks_raise_unsupported_permanently():
     backend = DemoBackend(credentials={"api_key": "k"})
     ref = ProviderRef(provider_ref="1")
     calls = [
-        lambda: backend.send([]),
         lambda: backend.fetch_statuses([ref]),
         lambda: backend.fetch_replies(),
         lambda: backend.lookup_by_reference(["m1"]),
@@ -291,6 +292,9 @@ def test_operations_a_backend_lacks_raise_unsupported_permanently():
         with pytest.raises(UnsupportedOperation) as caught:
             call()
         assert (caught.value.permanent, caught.value.kind) == (True, "unsupported")
+    # send() never raises: a backend without send hooks refuses each message.
+    [result] = backend.send([OutboundSms(reference="m1", to="+61400123456", body="x")])
+    assert (result.outcome, result.error_kind) == (SendOutcome.REFUSED_PERMANENT, "unsupported")
     assert not backend.supports(Capability.CANCEL)
     with pytest.raises(UnsupportedOperation, match="demo does not support cancel"):
         backend.require(Capability.CANCEL, "cancel")

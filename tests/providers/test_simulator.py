@@ -22,6 +22,7 @@ from providers.backends.base import (
     ProviderError,
     ProviderRef,
     RemoteList,
+    SendOutcome,
     SendResult,
     StatusUpdate,
     WebhookError,
@@ -177,40 +178,47 @@ def test_fail_numbers_are_rejected_permanently_and_others_go():
     )
 
 
-def test_unavailable_and_error_rate_raise_transient_errors():
-    with pytest.raises(ProviderError) as caught:
-        sim(unavailable=True).send(batch(1))
-    assert (caught.value.permanent, caught.value.kind, caught.value.retry_after) == (
-        False,
+def only(results: list[SendResult]) -> SendResult:
+    """The one shape every result of ``results`` shares."""
+    shapes = {(r.outcome, r.error_kind, r.permanent, r.retry_after) for r in results}
+    assert len(shapes) == 1, shapes
+    return results[0]
+
+
+def test_unavailable_and_error_rate_refuse_transiently():
+    result = only(sim(unavailable=True).send(batch(2)))
+    assert (result.outcome, result.error_kind, result.retry_after) == (
+        SendOutcome.REFUSED_TRANSIENT,
         "unavailable",
         30.0,
     )
-    with pytest.raises(ProviderError) as caught:
-        sim(error_rate=1).send(batch(1))
-    assert (caught.value.permanent, caught.value.kind) == (False, "unavailable")
+    result = only(sim(error_rate=1).send(batch(2)))
+    assert (result.outcome, result.error_kind) == (SendOutcome.REFUSED_TRANSIENT, "unavailable")
+
+
+def test_rate_limited_knob_holds_messages_back_with_retry_after():
+    result = only(sim(rate_limited=7).send(batch(2)))
+    assert (result.outcome, result.error_kind, result.retry_after) == (
+        SendOutcome.NOT_ATTEMPTED,
+        "rate_limit",
+        7.0,
+    )
 
 
 def test_error_rate_fails_some_calls_and_retries_eventually_succeed():
     backend = sim(error_rate=0.5)
-    outcomes = []
-    for _ in range(12):
-        try:
-            backend.send(batch(1))
-            outcomes.append("ok")
-        except ProviderError:
-            outcomes.append("error")
-    assert set(outcomes) == {"ok", "error"}
+    outcomes = {only(backend.send(batch(1))).outcome for _ in range(12)}
+    assert outcomes == {SendOutcome.ACCEPTED, SendOutcome.REFUSED_TRANSIENT}
 
 
 def test_a_lost_answer_can_be_reconciled_by_reference():
     clock = Clock()
     backend = sim(clock, timeout_rate=1)
-    with pytest.raises(ProviderError) as caught:
-        backend.send(batch(3))
-    assert (caught.value.kind, caught.value.maybe_processed, caught.value.permanent) == (
+    result = only(backend.send(batch(3)))
+    assert (result.outcome, result.error_kind, result.outcome_unknown) == (
+        SendOutcome.UNKNOWN,
         "timeout",
         True,
-        False,
     )
     found = backend.lookup_by_reference(["m0", "m1", "m2", "never-sent"])
     assert sorted(r.reference for r in found) == ["m0", "m1", "m2"]
@@ -242,8 +250,9 @@ def test_the_provider_balance_starts_at_zero_and_grows_only_with_top_ups():
     # so reconcile compares like with like.
     backend = SimulatorBackend(credentials={"seed": 7}, account_key="9", clock=Clock())
     assert backend.balance() == Decimal(0)
-    with pytest.raises(ProviderError, match="has 0 credits and this batch needs 1"):
-        backend.send(batch(1))
+    result = only(backend.send(batch(1)))
+    assert (result.outcome, result.error_kind) == (SendOutcome.NOT_ATTEMPTED, "credit")
+    assert "has 0 credits and this batch needs 1" in result.error_message
     assert backend.top_up(Decimal("25")) == Decimal(25)
     backend.send(batch(3))
     assert backend.balance() == Decimal(22)
@@ -280,10 +289,9 @@ def test_the_provider_charges_and_refunds_its_price_per_segment_by_country():
 
 def test_a_balance_too_low_refuses_the_whole_call_and_charges_nothing():
     backend = sim(initial_balance=2)
-    with pytest.raises(ProviderError) as caught:
-        backend.send(batch(3))
-    assert (caught.value.kind, caught.value.permanent) == ("credit", True)
-    assert "has 2 credits and this batch needs 3" in caught.value.message
+    result = only(backend.send(batch(3)))
+    assert (result.outcome, result.error_kind) == (SendOutcome.NOT_ATTEMPTED, "credit")
+    assert "has 2 credits and this batch needs 3" in result.error_message
     assert backend.balance() == Decimal(2)
     assert backend.lookup_by_reference(["m0"]) == []
     assert backend.top_up(10) == Decimal(12)
@@ -385,8 +393,11 @@ def test_malformed_webhook_bodies_are_refused_with_a_reason(body, reason):
     ],
 )
 def test_bad_knobs_are_a_permanent_error_naming_the_knob(knobs, reason):
+    result = only(sim(**knobs).send(batch(2)))
+    assert (result.outcome, result.error_kind) == (SendOutcome.REFUSED_PERMANENT, "validation")
+    assert reason in result.error_message
     with pytest.raises(ProviderError, match=reason) as caught:
-        sim(**knobs).send(batch(1))
+        sim(**knobs).balance()
     assert (caught.value.permanent, caught.value.kind) == (True, "validation")
 
 

@@ -20,6 +20,7 @@ from providers.backends.base import (
     ProviderRef,
     RemoteList,
     RemoteOptOut,
+    SendOutcome,
     WebhookError,
 )
 from providers.backends.smseveryone import ERROR_CODES, SmsEveryoneBackend
@@ -218,13 +219,17 @@ def test_a_number_that_is_not_e164_is_refused_without_a_call():
     ],
 )
 @pytest.mark.parametrize("http_status", [200, 400])
-def test_documented_send_errors_are_permanent(doc_answer, kind, http_status):
+def test_documented_send_errors_refuse_or_hold_back_the_messages(doc_answer, kind, http_status):
     api = Api(httpx.Response(http_status, json=doc_answer))
-    with pytest.raises(ProviderError) as caught:
-        backend(api).send([sms("m-1", "+61400123456")])
-    error = caught.value
-    assert (error.code, error.kind, error.permanent) == (str(doc_answer["Code"]), kind, True)
-    assert ERROR_CODES[doc_answer["Code"]][0] in error.message
+    [result] = backend(api).send([sms("m-1", "+61400123456")])
+    # A refused text is the message's fault; no credit is the account's.
+    outcome = SendOutcome.NOT_ATTEMPTED if kind == "credit" else SendOutcome.REFUSED_PERMANENT
+    assert (result.error_code, result.error_kind, result.outcome) == (
+        str(doc_answer["Code"]),
+        kind,
+        outcome,
+    )
+    assert ERROR_CODES[doc_answer["Code"]][0] in result.error_message
 
 
 def test_a_failure_after_an_accepted_group_comes_back_as_results_not_an_exception():
@@ -240,10 +245,10 @@ def test_a_failure_after_an_accepted_group_comes_back_as_results_not_an_exceptio
         ]
     )
     assert len(api.requests) == 2  # "three" is not tried after a credit error
-    assert [(r.reference, r.accepted, r.error_code, r.permanent) for r in results] == [
-        ("a", True, "", True),
-        ("b", False, "-202", True),
-        ("c", False, "not_attempted", False),
+    assert [(r.reference, r.outcome, r.error_kind, r.error_code) for r in results] == [
+        ("a", SendOutcome.ACCEPTED, "", ""),
+        ("b", SendOutcome.NOT_ATTEMPTED, "credit", "-202"),
+        ("c", SendOutcome.NOT_ATTEMPTED, "credit", "-202"),
     ]
 
 
@@ -295,10 +300,9 @@ def test_gateway_warning_with_a_campaign_id_counts_as_accepted():
 @pytest.mark.parametrize("code", [-503, -504, -505, -506, -108])
 def test_gateway_offline_without_a_campaign_is_transient(code):
     api = Api({"Message": "Gateway offline", "Code": code})
-    with pytest.raises(ProviderError) as caught:
-        backend(api).send([sms("a", "+61400000001")])
-    assert (caught.value.permanent, caught.value.kind, caught.value.code) == (
-        False,
+    [result] = backend(api).send([sms("a", "+61400000001")])
+    assert (result.outcome, result.error_kind, result.error_code) == (
+        SendOutcome.REFUSED_TRANSIENT,
         "unavailable",
         str(code),
     )
@@ -306,9 +310,12 @@ def test_gateway_offline_without_a_campaign_is_transient(code):
 
 def test_success_without_a_campaign_id_may_have_been_processed():
     api = Api({"Code": 0})
-    with pytest.raises(ProviderError) as caught:
-        backend(api).send([sms("a", "+61400000001")])
-    assert (caught.value.kind, caught.value.maybe_processed) == ("protocol", True)
+    [result] = backend(api).send([sms("a", "+61400000001")])
+    assert (result.outcome, result.error_kind, result.outcome_unknown) == (
+        SendOutcome.UNKNOWN,
+        "protocol",
+        True,
+    )
 
 
 def test_every_documented_error_code_has_a_clear_classification():

@@ -17,6 +17,7 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
+    SendOutcome,
     StatusUpdate,
     WebhookError,
 )
@@ -355,12 +356,16 @@ def test_personalised_texts_are_grouped_and_results_keep_input_order(provider, b
     assert body(single_call)["destination"] == "447700900002"
 
 
-def test_more_than_500_recipients_are_refused_before_any_call(provider, backend):
+def test_more_than_500_recipients_are_cut_into_calls_of_at_most_500(provider, backend):
+    provider.on("POST", "/batch/send", (201, {"batchid": "b-big", "status": "SENT"}))
+    provider.on("POST", "/message/send", (201, {"messageid": "last", "status": "SENT"}))
     batch = [sms(f"m{i}", f"+4477009{i:05d}") for i in range(501)]
-    with pytest.raises(ProviderError) as err:
-        backend.send(batch)
-    assert err.value.permanent and "500" in str(err.value)
-    assert provider.requests == []
+    results = backend.send(batch)
+    big, last = provider.api_calls()
+    assert len(body(big)["destinations"]) == 500
+    assert body(last)["destination"] == "447700900500"
+    assert all(r.outcome == SendOutcome.ACCEPTED for r in results)
+    assert results[-1].provider_ref == "last"
 
 
 def test_insufficient_credit_is_a_permanent_credit_error(provider, backend):
@@ -377,9 +382,13 @@ def test_insufficient_credit_is_a_permanent_credit_error(provider, backend):
             },
         ),
     )
-    with pytest.raises(ProviderError) as err:
-        backend.send([sms("m1")])
-    assert (err.value.kind, err.value.code, err.value.permanent) == ("credit", "4021", True)
+    [result] = backend.send([sms("m1")])
+    # Not the message's fault: held back, the engine pauses the campaign.
+    assert (result.outcome, result.error_kind, result.error_code) == (
+        SendOutcome.NOT_ATTEMPTED,
+        "credit",
+        "4021",
+    )
 
 
 def test_an_invalid_destination_refuses_that_recipient_only(provider, backend):
@@ -429,11 +438,12 @@ def test_a_failure_after_an_accepted_call_reports_both(provider, backend):
     assert results[2].permanent is False
 
 
-def test_a_failure_of_the_first_call_raises(provider, backend):
+def test_a_failure_of_the_first_call_refuses_its_messages_transiently(provider, backend):
     provider.on("POST", "/batch/send", (500, {"message": "Internal error"}))
-    with pytest.raises(ProviderError) as err:
-        backend.send([sms("m1"), sms("m2", "+447700900002")])
-    assert (err.value.permanent, err.value.kind) == (False, "unavailable")
+    results = backend.send([sms("m1"), sms("m2", "+447700900002")])
+    assert {(r.outcome, r.error_kind, r.permanent) for r in results} == {
+        (SendOutcome.REFUSED_TRANSIENT, "unavailable", False)
+    }
 
 
 def test_rate_limit_honours_retry_after(provider, backend):
@@ -444,16 +454,22 @@ def test_rate_limit_honours_retry_after(provider, backend):
             429, json={"message": "Too many requests"}, headers={"Retry-After": "12"}
         ),
     )
-    with pytest.raises(ProviderError) as err:
-        backend.send([sms("m1")])
-    assert (err.value.kind, err.value.permanent, err.value.retry_after) == ("rate_limit", False, 12)
+    [result] = backend.send([sms("m1")])
+    assert (result.outcome, result.error_kind, result.retry_after) == (
+        SendOutcome.NOT_ATTEMPTED,
+        "rate_limit",
+        12,
+    )
 
 
-def test_a_timeout_is_transient(provider, backend):
+def test_a_read_timeout_leaves_the_message_unknown_for_reconciliation(provider, backend):
     provider.on("POST", "/message/send", httpx.ReadTimeout("slow"))
-    with pytest.raises(ProviderError) as err:
-        backend.send([sms("m1")])
-    assert (err.value.kind, err.value.permanent) == ("timeout", False)
+    [result] = backend.send([sms("m1")])
+    assert (result.outcome, result.error_kind, result.outcome_unknown) == (
+        SendOutcome.UNKNOWN,
+        "timeout",
+        True,
+    )
 
 
 @pytest.mark.parametrize(("code", "status", "permanent", "message"), DOC_ERRORS)
