@@ -1,8 +1,11 @@
 """Campaign counters: each message is counted in exactly one bucket, by its
 current status, so ``sum(buckets) == recipients_total`` always holds.
 
-Every service that changes message statuses calls :func:`counters_move` in
-the same transaction, so pages never need ``COUNT(*)`` over all messages.
+Every service that changes message statuses calls :func:`counters_move` (or
+:func:`counters_move_many` for several campaigns) in the same transaction, so
+pages never need ``COUNT(*)`` over all messages. Updating a counter locks
+the campaign row; several campaigns are updated in ascending pk, the order
+``providers.locking`` documents, so two callers never wait on each other.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ def counters_move(
     changes = {field: F(field) + n for field, n in delta.items() if n}
     if changes:
         Campaign.objects.filter(pk=campaign_id).update(**changes)
+
+
+def counters_move_many(*, moves_by_campaign: Mapping[int, Mapping[tuple[str, str], int]]) -> None:
+    """:func:`counters_move` for several campaigns, in ascending campaign pk
+    (the lock order): two callers touching the same campaigns in different
+    orders would otherwise deadlock."""
+    for campaign_id in sorted(moves_by_campaign):
+        counters_move(campaign_id=campaign_id, moves=moves_by_campaign[campaign_id])
 
 
 def counters_recount(*, campaign_id: int) -> dict[str, int]:

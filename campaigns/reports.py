@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from campaigns.counters import counters_move
+from campaigns.counters import counters_move_many
 from campaigns.models import Campaign, InboundMessage, Message
 from contacts.models import Contact, OptOut
 from contacts.phones import try_normalize_phone
@@ -323,8 +323,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             counts["applied"] += len(pks)
             if refund:
                 refunds.extend(pks)
-        for campaign_id, campaign_moves in moves.items():
-            counters_move(campaign_id=campaign_id, moves=campaign_moves)
+        counters_move_many(moves_by_campaign=moves)
         if refunds:
             # Exactly once without a key per message: a message is in
             # ``refunds`` only if the guarded UPDATE above (``status=old``, a

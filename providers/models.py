@@ -93,6 +93,12 @@ class ProviderAccount(models.Model):
         default=Decimal("0"),
         help_text="Warn the owners when the available balance falls below this (0 = never).",
     )
+    low_balance_emails = models.TextField(
+        "warn these e-mail addresses",
+        blank=True,
+        help_text="Comma-separated addresses warned when the balance runs low. Empty: the "
+        "account's owners and its reseller's owners.",
+    )
     low_balance_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
     # What the provider last said the balance was (credits_reconcile); never
     # copied into ``balance``: a difference is reported, not overwritten.

@@ -230,13 +230,13 @@ def test_concurrent_duplicate_that_loses_the_unique_key_race_returns_the_first_r
 ):
     """Two requests with one key, the second not seeing the first's row until
     its INSERT hits the unique index: it rolls back and returns the first row."""
-    from providers import services
+    from providers.services import ledger
 
     account = acct(balance=10)
     first = credits_reserve(account=account, amount=1, reference="c:1", idempotency_key="k")
-    real_replay, blind = services._replay, iter([None, None])
+    real_replay, blind = ledger.replay, iter([None, None])
     monkeypatch.setattr(
-        services, "_replay", lambda *a, **kw: next(blind, None) or real_replay(*a, **kw)
+        ledger, "replay", lambda *a, **kw: next(blind, None) or real_replay(*a, **kw)
     )
     rows_before = CreditTransaction.objects.count()
     again = credits_reserve(account=account, amount=1, reference="c:1", idempotency_key="k")
@@ -582,14 +582,14 @@ def test_short_transfer_never_reaches_the_provider(reseller_tree, acct, provider
 
 
 def test_provider_success_then_local_failure_is_logged_loudly(acct, provider, monkeypatch, caplog):
-    from providers import services
+    from providers.services import ledger
 
     account = acct(backend="topuptest", credentials={"username": "u", "password": "p"})
 
     def broken_write(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "_write", broken_write)
+    monkeypatch.setattr(ledger, "write", broken_write)
     with (
         caplog.at_level(logging.CRITICAL, logger="providers.credits"),
         pytest.raises(CreditError, match="Do not retry"),
