@@ -89,3 +89,14 @@ class OptOut(models.Model):
 
     def __str__(self) -> str:
         return self.phone
+
+
+# The import job's models live with the import code; imported here so that
+# Django registers them with the contacts app.
+from contacts.importing.models import (  # noqa: E402, F401
+    ImportChange,
+    ImportFileChunk,
+    ImportIssue,
+    ImportJob,
+    ImportRow,
+)
