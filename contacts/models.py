@@ -141,3 +141,14 @@ class OptOutEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone}: {self.get_action_display()} ({self.get_outcome_display()})"
+
+
+# The import job's models live with the import code; imported here so that
+# Django registers them with the contacts app.
+from contacts.importing.models import (  # noqa: E402, F401
+    ImportChange,
+    ImportFileChunk,
+    ImportIssue,
+    ImportJob,
+    ImportRow,
+)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import tablib
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contacts.models import Contact, ContactList, OptOut
 from contacts.resources import ContactResource, OptOutResource
@@ -87,20 +86,10 @@ def test_export_neutralises_spreadsheet_formulae(admin_client):
     assert "=HYPERLINK" not in body.replace("'=HYPERLINK", "")
 
 
-def test_admin_import_shows_row_errors_and_writes_nothing(admin_client):
-    upload = SimpleUploadedFile(
-        "contacts.csv",
-        b"phone,first_name\n0400 123 456,Ann\nnot-a-number,Bad\n",
-        content_type="text/csv",
-    )
-    response = admin_client.post(
-        "/admin/contacts/contact/import/",
-        {"import_file": upload, "format": "0", "resource": "0"},
-    )
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "&#x27;not-a-number&#x27; is not a phone number" in page
-    assert Contact.objects.count() == 0
+def test_admin_import_address_leads_to_the_bulk_import(admin_client):
+    response = admin_client.get("/admin/contacts/contact/import/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/contacts/importjob/add/"
 
 
 def test_optout_import_goes_through_the_service_and_records_the_user(admin_user, caplog):
