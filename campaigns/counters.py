@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from django.db.models import F
 
+from campaigns.daily import daily_record
 from campaigns.models import Campaign, Message
 
 S = Message.Status
@@ -57,6 +58,9 @@ def counters_move(
     changes = {field: F(field) + n for field, n in delta.items() if n}
     if changes:
         Campaign.objects.filter(pk=campaign_id).update(**changes)
+        # After the counter update, which locked the campaign row: the daily
+        # row adds no lock of its own to the order providers.locking documents.
+        daily_record(campaign_id=campaign_id, moves=moves)
 
 
 def counters_move_many(*, moves_by_campaign: Mapping[int, Mapping[tuple[str, str], int]]) -> None:
