@@ -97,6 +97,12 @@ def batch_claim(*, campaign: Campaign, size: int, zones: set[str] | None = None)
     it, in one transaction, so concurrent claims never share a message.
     ``zones``: only recipients in these time zones (quiet hours). Returns
     None when nothing was claimable.
+
+    Pause means pause: the campaign's status is read under its row lock in
+    the claim's own transaction (campaign first, then its messages: the
+    documented lock order), so a pause or cancel that committed before is
+    always seen and one that comes later waits for the claim to commit.
+    Nothing is claimed (None) unless the campaign is ``sending``.
     """
     now = clock.now()
     token = uuid.uuid4()
@@ -106,6 +112,16 @@ def batch_claim(*, campaign: Campaign, size: int, zones: set[str] | None = None)
     if zones is not None:
         candidates = candidates.filter(time_zone__in=zones)
     with transaction.atomic():
+        # NO KEY: a foreign-key check on the campaign (a new message, an
+        # event) does not wait for this lock.
+        status = (
+            Campaign.objects.select_for_update(no_key=True)
+            .filter(pk=campaign.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if status != C.SENDING:
+            return None
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR
@@ -116,7 +132,7 @@ def batch_claim(*, campaign: Campaign, size: int, zones: set[str] | None = None)
         if not ids:
             return None
         claimed = Message.objects.filter(id__in=ids, status=S.QUEUED).update(
-            status=S.SUBMITTING, claim_token=token, claimed_at=now
+            status=S.SUBMITTING, claim_token=token, claimed_at=now, status_reason=""
         )
     if not claimed:
         return None
@@ -347,7 +363,16 @@ def batch_record(
         for (status, batch_ref, raw, code, error, reason, retry_at, attempt), ids in groups.items():
             fields: dict = {"status": status, "status_at": now}
             if status == S.SENT:
-                fields.update(sent_at=now, provider_batch_ref=batch_ref[:100], raw_status=raw[:100])
+                # The reason describes the message as it is now: whatever an
+                # earlier attempt went through is over.
+                fields.update(
+                    sent_at=now,
+                    provider_batch_ref=batch_ref[:100],
+                    raw_status=raw[:100],
+                    status_reason="",
+                    error_code="",
+                    raw_error="",
+                )
             else:
                 fields.update(status_reason=reason, error_code=code[:50], raw_error=error)
                 if raw:

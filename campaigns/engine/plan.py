@@ -9,7 +9,11 @@ missing).
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+import tempfile
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -25,53 +29,83 @@ from providers.services import CreditError
 
 #: Recipients inserted per transaction while planning.
 PLAN_CHUNK = 2000
+#: A plan's spool stays in memory up to this size (bytes), then goes to a file.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 def campaign_plan(*, campaign_id: int, lease: uuid.UUID | None = None) -> bool:
     """Materialise one ``Message`` per recipient, then reconcile counters and
     the reservation with the plan. Returns True once the campaign is planned.
 
-    Streams the recipients and inserts them in chunks of :data:`PLAN_CHUNK`,
-    one transaction each; memory stays flat. Safe to run again after a crash
-    (the unique (campaign, phone) ignores what is there). With ``lease``, the
-    lease is renewed per chunk and planning stops (False) if it was lost.
+    Two phases, so that no read cursor is ever open across a write: SQLite
+    refuses at once ("database is locked", no busy wait) to let a connection
+    that holds a read snapshot write after another connection committed.
+    First the recipient stream is read to the end into a spool (chunks of
+    :data:`PLAN_CHUNK` pickled to a temporary file: memory stays flat), then
+    each chunk is inserted in its own transaction. Safe to run again after a
+    crash (the unique (campaign, phone) ignores what is there). With
+    ``lease``, the lease is renewed per chunk and planning stops (False) if
+    it was lost.
     """
-    from campaigns.quote import campaign_recipients
-
     campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
     if campaign.planned:
         return True
-    account = campaign.account
-    quiet = quiet_hours.has_window(account)
     zones: set[str] = set()
-    insert = _PlanInsert(campaign_id)
-    chunk: list[tuple] = []
-    for recipient in campaign_recipients(campaign=campaign):
-        tz = ""
-        if quiet:
-            tz = quiet_hours.recipient_time_zone(recipient.phone, default=account.time_zone)
-            zones.add(tz)
-        chunk.append(
-            (
-                recipient.contact_id,
-                recipient.phone,
-                recipient.body,
-                recipient.encoding,
-                recipient.segments,
-                recipient.credits,
-                tz,
-            )
-        )
-        if len(chunk) >= PLAN_CHUNK:
+    with _spool_recipients(campaign, zones) as chunks:
+        insert = _PlanInsert(campaign_id)
+        for chunk in chunks:
             insert(chunk)
-            chunk = []
             if lease is not None and not lease_renew(campaign_id, lease):
                 return False
             if Campaign.objects.filter(pk=campaign_id, status=C.CANCELLED).exists():
                 break
-    else:
-        insert(chunk)
     return _plan_finalize(campaign_id, zones)
+
+
+@contextlib.contextmanager
+def _spool_recipients(campaign: Campaign, zones: set[str]) -> Iterator[Iterator[list[tuple]]]:
+    """Read every recipient of ``campaign`` (rows as :class:`_PlanInsert`
+    takes them) into a temporary spool, adding their time zones to
+    ``zones``; yields an iterator over the spooled chunks. The recipient
+    query is finished (its cursor closed) before the first chunk is yielded.
+    """
+    from campaigns.quote import campaign_recipients
+
+    account = campaign.account
+    quiet = quiet_hours.has_window(account)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        chunk: list[tuple] = []
+        for recipient in campaign_recipients(campaign=campaign):
+            tz = ""
+            if quiet:
+                tz = quiet_hours.recipient_time_zone(recipient.phone, default=account.time_zone)
+                zones.add(tz)
+            chunk.append(
+                (
+                    recipient.contact_id,
+                    recipient.phone,
+                    recipient.body,
+                    recipient.encoding,
+                    recipient.segments,
+                    recipient.credits,
+                    tz,
+                )
+            )
+            if len(chunk) >= PLAN_CHUNK:
+                pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                chunk = []
+        if chunk:
+            pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        spool.seek(0)
+
+        def chunks() -> Iterator[list[tuple]]:
+            while True:
+                try:
+                    yield pickle.load(spool)
+                except EOFError:
+                    return
+
+        yield chunks()
 
 
 class _PlanInsert:

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.db.models import F, Min
 
 from campaigns import pacing, quiet_hours
@@ -46,6 +48,10 @@ TIME_SLICE = 60.0
 FAIL_CAMPAIGN_AFTER = 3
 #: After a transient error, every worker leaves the account alone this long.
 TRANSIENT_PAUSE = 5.0
+#: A run stopped by a transient database error is retried after this many
+#: seconds, doubling for each consecutive error up to DB_RETRY_MAX.
+DB_RETRY_BASE = 2.0
+DB_RETRY_MAX = 60.0
 
 
 @dataclass
@@ -104,8 +110,12 @@ def dispatch_step(
             )
         pacing.pace_wait(permit.retry_in)
 
+    # The claim itself re-checks the campaign's status under its lock, after
+    # any wait above: a pause recorded meanwhile lets nothing out.
     batch = batch_claim(campaign=campaign, size=limits.batch_size, zones=zones)
     if batch is None:
+        if _status(campaign.pk) != C.SENDING:
+            return Step("stopped", detail="The campaign is no longer sending.")
         return _nothing_to_claim(campaign, opening)
     if not batch.rows:
         return Step("sent", skipped=batch.skipped)
@@ -145,6 +155,10 @@ def dispatch_step(
         wait = BACKOFF_BASE if error.kind == "rate_limit" else TRANSIENT_PAUSE
     pacing.pace_block(account_id=campaign.account_id, seconds=wait)
     return step
+
+
+def _status(campaign_id: int) -> str:
+    return Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True)[0]
 
 
 def _count_failure(campaign_id: int) -> int:
@@ -198,8 +212,26 @@ def campaign_dispatch(
 
     Re-enqueues itself (after commit) when it stops for time or has to wait;
     never when the campaign is done, paused, cancelled or failed, or when
-    another worker holds the lease.
+    another worker holds the lease. A transient database error (SQLite's
+    "database is locked", a dropped PostgreSQL connection, a deadlock) ends
+    the run early and re-enqueues it with backoff (:func:`_after_db_error`):
+    everything the run wrote is in committed steps that a later run
+    continues from, so the error costs time, never a message.
     """
+    try:
+        return _dispatch(
+            campaign_id=campaign_id,
+            backend=backend,
+            time_budget=time_budget,
+            max_batches=max_batches,
+        )
+    except (OperationalError, InterfaceError) as exc:
+        return _after_db_error(campaign_id, exc)
+
+
+def _dispatch(
+    *, campaign_id: int, backend, time_budget: float, max_batches: int | None
+) -> DispatchRun:
     started = time.monotonic()
     campaign = campaign_start_if_due(campaign_id)
     if campaign is None:
@@ -251,13 +283,46 @@ def campaign_dispatch(
                 )[0]
             break
     finally:
-        lease_release(campaign_id, token)
+        try:
+            lease_release(campaign_id, token)
+        except DatabaseError:
+            # The lease expires on its own; a later run takes it then.
+            logger.warning("Campaign %s: could not release the dispatch lease.", campaign_id)
     if run.state == "slice_over":
         enqueue_dispatch(campaign_id)
     elif run.state == "waiting":
         Campaign.objects.filter(pk=campaign_id).update(next_dispatch_at=run.next_at)
         enqueue_dispatch(campaign_id, at=run.next_at)
     return run
+
+
+def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
+    """Re-enqueue a run that a transient database error stopped: after
+    ``DB_RETRY_BASE`` seconds doubling to ``DB_RETRY_MAX`` for consecutive
+    errors (counted in the cache, best effort)."""
+    if not connection.in_atomic_block:
+        # A broken connection is replaced on the next query.
+        connection.close_if_unusable_or_obsolete()
+    key = f"dispatch:db-errors:{campaign_id}"
+    try:
+        errors = cache.get(key, 0) + 1
+        cache.set(key, errors, timeout=int(DB_RETRY_MAX * 4))
+    except Exception:  # the cache may be the same database (SQLite)
+        errors = 1
+    delay = min(DB_RETRY_MAX, DB_RETRY_BASE * 2 ** (errors - 1))
+    logger.warning(
+        "Campaign %s: database error during dispatch (%s); retrying in %.0f s.",
+        campaign_id,
+        exc,
+        delay,
+    )
+    at = clock.now() + timedelta(seconds=delay)
+    try:
+        enqueue_dispatch(campaign_id, at=at)
+    except DatabaseError:
+        # Still failing: the recovery sweep restarts campaigns nobody dispatches.
+        logger.exception("Campaign %s: could not re-enqueue the dispatch.", campaign_id)
+    return DispatchRun("db_error", next_at=at)
 
 
 def messages_for(campaign_id: int, statuses: Iterable[str]) -> int:

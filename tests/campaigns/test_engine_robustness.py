@@ -1,0 +1,153 @@
+"""The engine under trouble: a pause during a wait, a transient database
+error, planning beside other writers, and reasons that tell the truth."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import OperationalError
+
+from campaigns import pacing
+from campaigns.engine import campaign_dispatch
+from campaigns.engine import plan as engine_plan
+from campaigns.models import Campaign, Message
+from campaigns.services import campaign_pause, campaign_send_now
+from providers.backends.base import ProviderError
+from tests.campaigns.engine_helpers import (
+    RecordingBackend,
+    assert_books_balance,
+    assert_campaign_consistent,
+    make_campaign,
+    new_phones,
+)
+
+pytestmark = pytest.mark.django_db
+
+S = Message.Status
+C = Campaign.Status
+
+
+@pytest.fixture
+def account(make_account):
+    return make_account(balance=Decimal("1000"), requests_per_second=0, messages_per_second=0)
+
+
+@pytest.fixture
+def sending(account, superuser, enqueued, clock):
+    def make(n: int = 120, **kwargs) -> Campaign:
+        campaign = make_campaign(account=account, phones=new_phones(n), **kwargs)
+        campaign_send_now(campaign=campaign, user=superuser)
+        return campaign
+
+    return make
+
+
+def test_no_claim_after_a_pause_recorded_while_waiting_for_the_rate_limit(
+    sending, account, superuser, clock, monkeypatch
+):
+    account.requests_per_second = 1
+    account.save()
+    campaign = sending(150)
+    backend = RecordingBackend()
+    real_sleep = pacing._sleep
+
+    def sleep_and_pause(seconds):
+        # A person pauses while the engine waits for its next pacing slot.
+        if backend.calls and Campaign.objects.get(pk=campaign.pk).status == C.SENDING:
+            campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk), user=superuser)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(pacing, "_sleep", sleep_and_pause)
+
+    run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+
+    assert run.state == C.PAUSED
+    assert len(backend.calls) == 1  # the batch before the pause, nothing after
+    counts = Message.objects.filter(campaign=campaign).values_list("status", flat=True)
+    assert sorted(set(counts)) == [S.QUEUED, S.SENT]
+    assert Message.objects.filter(campaign=campaign, status=S.SENT).count() == 50
+    assert_campaign_consistent(campaign)
+
+
+def test_a_transient_database_error_requeues_the_run_with_backoff(
+    sending, clock, enqueue_calls, monkeypatch
+):
+    campaign = sending(60)
+    backend = RecordingBackend()
+    real_insert = engine_plan._PlanInsert.__call__
+    failures = iter([OperationalError("database is locked")])
+
+    def insert_once_locked(self, rows):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real_insert(self, rows)
+
+    monkeypatch.setattr(engine_plan._PlanInsert, "__call__", insert_once_locked)
+    enqueue_calls.clear()
+
+    run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+
+    assert run.state == "db_error"
+    assert enqueue_calls == [(campaign.pk, clock.now() + timedelta(seconds=2))]
+    campaign.refresh_from_db()
+    assert campaign.status == C.SENDING and campaign.dispatch_token is None  # lease handed back
+
+    clock.advance(2)
+    assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "done"
+    assert len(backend.sent) == 60 and set(backend.sent.values()) == {1}
+    assert_campaign_consistent(campaign)
+    assert_books_balance(campaign.account)
+
+
+def test_planning_reads_every_recipient_before_its_first_write(sending, clock, monkeypatch):
+    """SQLite refuses a write from a connection whose read cursor is still
+    open once another connection has committed: planning must never write
+    while the recipient query is open."""
+    import campaigns.quote
+
+    campaign = sending(130)
+    Campaign.objects.filter(pk=campaign.pk).update(status=C.SENDING)
+    monkeypatch.setattr(engine_plan, "PLAN_CHUNK", 50)
+    reading = {"open": False}
+    real_recipients = campaigns.quote.campaign_recipients
+
+    def watched_recipients(*, campaign):
+        reading["open"] = True
+        yield from real_recipients(campaign=campaign)
+        reading["open"] = False
+
+    writes_while_reading = []
+    real_insert = engine_plan._PlanInsert.__call__
+
+    def watched_insert(self, rows):
+        writes_while_reading.append(reading["open"])
+        return real_insert(self, rows)
+
+    monkeypatch.setattr(campaigns.quote, "campaign_recipients", watched_recipients)
+    monkeypatch.setattr(engine_plan._PlanInsert, "__call__", watched_insert)
+
+    assert engine_plan.campaign_plan(campaign_id=campaign.pk)
+
+    assert writes_while_reading == [False, False, False]
+    assert Message.objects.filter(campaign=campaign).count() == 130
+
+
+def test_a_message_sent_after_a_failed_attempt_no_longer_reads_failed(sending, clock):
+    campaign = sending(20)
+    backend = RecordingBackend()
+    backend.fail_next = [ProviderError("HTTP 503 provider unavailable", kind="unavailable")]
+
+    campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+    retried = Message.objects.filter(campaign=campaign).first()
+    assert retried.status == S.QUEUED and retried.status_reason.startswith("Attempt 1 failed")
+
+    clock.advance(3600)
+    campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+
+    sent = Message.objects.filter(campaign=campaign)
+    assert {m.status for m in sent} == {S.SENT}
+    assert [(m.status_reason, m.error_code, m.raw_error) for m in sent] == [("", "", "")] * 20
+    assert {m.attempts for m in sent} == {1}  # the history is kept where it belongs
