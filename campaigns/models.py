@@ -177,6 +177,14 @@ class Message(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     status_at = models.DateTimeField(null=True, blank=True)
+    report_unmapped = models.BooleanField(
+        "unmapped report",
+        default=False,
+        help_text="The provider's last report maps to no status; its raw code and text are kept.",
+    )
+    next_poll_at = models.DateTimeField(
+        null=True, blank=True, help_text="Delivery status not asked again before this."
+    )
 
     class Meta:
         ordering = ["id"]

@@ -22,10 +22,11 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns.counters import counters_move_many
@@ -204,9 +205,15 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
       and each refunded message's ``status_reason`` names that reference.
     - Reports for messages still queued/submitting are not applied
       (``deferred``): their send is not recorded yet.
+    - A report that maps to no status (``DeliveryStatus.UNKNOWN``) on a
+      ``sent``/``unknown`` message leaves its status alone but keeps the
+      provider's raw code and text (``raw_status``, ``error_code``,
+      ``raw_error``) and sets ``report_unmapped`` (``raw_kept``), so staff
+      can see and filter them; a later mapped report moves it as usual and
+      clears the flag.
 
-    Returns counts: ``received``, ``applied``, ``unchanged`` (duplicate or
-    stale), ``deferred``, ``unmatched`` (logged), ``refunded``.
+    Returns counts: ``received``, ``applied``, ``raw_kept``, ``unchanged``
+    (duplicate or stale), ``deferred``, ``unmatched`` (logged), ``refunded``.
     """
     counts: Counter[str] = Counter(received=len(updates))
     if not updates:
@@ -239,6 +246,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             best[pk] = update
 
         groups: dict[tuple, list[int]] = defaultdict(list)
+        raw_groups: dict[tuple, list[int]] = defaultdict(list)
         campaign_of: dict[int, int] = {}
         credits_of: dict[int, Decimal] = {}
         provider_refs: list[tuple[int, str]] = []
@@ -266,6 +274,17 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
                 if not provider_ref and update.provider_ref:
                     provider_refs.append((pk, update.provider_ref[:100]))
                 target = TARGETS.get(update.status)
+                if status in UPDATABLE and update.status == DS.UNKNOWN:
+                    # A report we cannot map: the status stays, the provider's
+                    # own code and text are kept and the row is flagged.
+                    raw_key = (
+                        status,
+                        update.raw_status[:100],
+                        update.error_code[:50],
+                        update.error_message,
+                    )
+                    raw_groups[raw_key].append(pk)
+                    continue
                 if status not in UPDATABLE or target is None or _rank(target) <= _rank(status):
                     counts["unchanged"] += 1
                     if status in (MS.CANCELLED, MS.SKIPPED) and target is not None:
@@ -305,6 +324,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
                 "error_code": error_code,
                 "raw_error": raw_error,
                 "status_at": now,
+                "report_unmapped": False,
             }
             if refund:
                 fields["status_reason"] = f"Refunded by the provider ({refund_reference})."
@@ -323,6 +343,16 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             counts["applied"] += len(pks)
             if refund:
                 refunds.extend(pks)
+        for (old, raw_status, error_code, raw_error), pks in raw_groups.items():
+            for chunk in _chunks(pks):
+                Message.objects.filter(pk__in=chunk, status=old).update(
+                    raw_status=raw_status,
+                    error_code=error_code,
+                    raw_error=raw_error,
+                    status_at=now,
+                    report_unmapped=True,
+                )
+            counts["raw_kept"] += len(pks)
         counters_move_many(moves_by_campaign=moves)
         if refunds:
             # Exactly once without a key per message: a message is in
@@ -355,6 +385,47 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
     return _counts(counts)
 
 
+# --------------------------------------------------------- polling schedule
+
+#: How long a message in flight is left before its status is asked again,
+#: by its age since it was sent: often while receipts usually come, then less
+#: and less (a receipt may never come, or maps to nothing we know), until the
+#: poll gives up on it (``campaigns.tasks.POLL_MAX_AGE``).
+POLL_LADDER: tuple[tuple[timedelta, timedelta], ...] = (
+    (timedelta(minutes=15), timedelta(minutes=1)),
+    (timedelta(hours=1), timedelta(minutes=5)),
+    (timedelta(hours=6), timedelta(minutes=15)),
+    (timedelta(days=1), timedelta(hours=1)),
+)
+POLL_LAST_INTERVAL = timedelta(hours=4)
+
+
+def poll_interval(age: timedelta) -> timedelta:
+    """The wait before asking again about a message sent ``age`` ago."""
+    for younger_than, interval in POLL_LADDER:
+        if age < younger_than:
+            return interval
+    return POLL_LAST_INTERVAL
+
+
+def poll_due(messages: QuerySet[Message], *, now: datetime) -> QuerySet[Message]:
+    """``messages`` whose status may be asked about now (never asked, or
+    their :func:`poll_interval` has passed)."""
+    return messages.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+
+
+def polls_record(*, asked: Sequence[tuple[int, datetime | None]], now: datetime) -> None:
+    """Record that the messages ``asked`` (``(id, sent_at)`` pairs) were just
+    polled: each is due again after its :func:`poll_interval`. One UPDATE per
+    interval step."""
+    by_interval: dict[timedelta, list[int]] = defaultdict(list)
+    for pk, sent_at in asked:
+        by_interval[poll_interval(now - (sent_at or now))].append(pk)
+    for interval, pks in by_interval.items():
+        for chunk in _chunks(sorted(pks)):
+            Message.objects.filter(pk__in=chunk).update(next_poll_at=now + interval)
+
+
 def _id_ranges(pks: Sequence[int]) -> str:
     """Sorted ids as compact ranges: ``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
     parts: list[str] = []
@@ -370,7 +441,7 @@ def _id_ranges(pks: Sequence[int]) -> str:
 
 
 def _counts(counts: Counter[str]) -> dict[str, int]:
-    keys = ("received", "applied", "unchanged", "deferred", "unmatched", "refunded")
+    keys = ("received", "applied", "raw_kept", "unchanged", "deferred", "unmatched", "refunded")
     return {key: counts.get(key, 0) for key in keys}
 
 

@@ -31,6 +31,8 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "smsoffice: poll delivery statuses": ("campaigns.tasks.poll_statuses", 1),
     "smsoffice: poll replies": ("campaigns.tasks.poll_replies", 1),
     "smsoffice: recover stuck batches": ("campaigns.tasks.recover_stuck_batches", 5),
+    # Numbers on a provider's own opt-out list become local opt-outs.
+    "smsoffice: sync provider opt-outs": ("campaigns.provider_optouts.sync_provider_optouts", 60),
     # Reports drift between our ledger and provider balances; never overwrites.
     "smsoffice: reconcile provider balances": ("providers.tasks.reconcile_balances", 60),
 }

@@ -49,7 +49,7 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
     still ``sent`` (in chunks, campaign by campaign, oldest id first, resuming
     where the last run stopped) and apply the answers in bulk. Returns the
     updates applied."""
-    from campaigns.reports import statuses_apply
+    from campaigns.reports import poll_due, polls_record, statuses_apply
 
     started = time.monotonic()
     applied = 0
@@ -65,14 +65,17 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
         for campaign_id in campaigns.order_by("pk").values_list("pk", flat=True):
             cursor_key = f"poll:statuses:{campaign_id}:cursor"
             cursor = cache.get(cursor_key) or 0
-            pending = Message.objects.filter(
-                campaign_id=campaign_id, status=S.SENT, sent_at__gte=since
+            pending = poll_due(
+                Message.objects.filter(campaign_id=campaign_id, status=S.SENT, sent_at__gte=since),
+                now=timezone.now(),
             ).exclude(provider_ref="", provider_batch_ref="")  # batch members may lack their own id
             while time.monotonic() - started < time_budget:
                 rows = list(
                     pending.filter(pk__gt=cursor)
                     .order_by("pk")
-                    .values_list("pk", "provider_ref", "provider_batch_ref", "phone")[:POLL_CHUNK]
+                    .values_list("pk", "provider_ref", "provider_batch_ref", "phone", "sent_at")[
+                        :POLL_CHUNK
+                    ]
                 )
                 if not rows:
                     cursor = 0  # the next run starts from the beginning again
@@ -88,7 +91,7 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
                         reference=message_reference(pk),
                         to=phone,
                     )
-                    for pk, ref, batch, phone in rows
+                    for pk, ref, batch, phone, _sent_at in rows
                 ]
                 try:
                     updates = be.fetch_statuses(refs)
@@ -97,6 +100,8 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
                     if exc.kind == "rate_limit":
                         pacing.pace_block(account_id=account.pk, seconds=exc.retry_after or 30)
                     break
+                # Asked: not again before its decaying interval (answered or not).
+                polls_record(asked=[(row[0], row[4]) for row in rows], now=timezone.now())
                 if updates:
                     applied += int(statuses_apply(account=account, updates=updates)["applied"])
                 cursor = rows[-1][0]

@@ -7,6 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("campaigns", "0003_i15_message_list_index"),
+        ("campaigns", "0003_i9_raw_reports_poll_schedule"),
     ]
 
     operations = [

@@ -314,6 +314,16 @@ class TheSmsWorksBackend(SmsBackend):
                 kind="validation",
             )
 
+    def format_sender(self, sender: str) -> str:
+        """A numeric sender as digits only: the doc's numeric sender is "up to
+        15 numeric characters" (e.g. ``07900123456``) and a ``+`` makes the
+        API refuse every message with 4003 "Sender ID length invalid"."""
+        sender = (sender or "").strip()
+        digits = sender[1:] if sender.startswith("+") else sender
+        if digits.startswith("00") and digits.isdigit():
+            digits = digits[2:]
+        return digits if digits.isdigit() else sender
+
     @staticmethod
     def _schedule(when: datetime) -> str:
         # "The schedule date format should match the JavaScript date format,

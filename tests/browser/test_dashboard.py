@@ -8,9 +8,14 @@ from decimal import Decimal
 import pytest
 
 from campaigns.models import Message
-from tests.browser.test_sms_counter import CHROMIUM, browser_settings, page  # noqa: F401
-from tests.campaigns.engine_helpers import enqueue_calls, enqueued  # noqa: F401
+from tests.browser import test_sms_counter as _browser
+from tests.campaigns import engine_helpers as _engine
 from tests.campaigns.test_dashboard import _run_on_simulator, _simulator_account
+
+# The fixtures this module uses, from the modules that define them.
+CHROMIUM = _browser.CHROMIUM
+browser_settings, page = _browser.browser_settings, _browser.page
+enqueue_calls, enqueued = _engine.enqueue_calls, _engine.enqueued
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,7 +36,7 @@ def test_dashboard_numbers_equal_the_messages_table(
     make_account,
     enqueued,
     page,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     account = _simulator_account(make_account)
     campaign = _run_on_simulator(account, recipients=30, user=superuser)

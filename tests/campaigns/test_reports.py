@@ -112,6 +112,7 @@ def test_a_delivery_report_moves_sent_to_delivered_and_the_counters(account):
     assert counts == {
         "received": 1,
         "applied": 1,
+        "raw_kept": 0,
         "unchanged": 0,
         "deferred": 0,
         "unmatched": 0,

@@ -737,3 +737,20 @@ def test_malformed_webhooks_say_what_is_wrong(backend, payload, reason):
     with pytest.raises(WebhookError) as err:
         backend.parse_webhook(post(payload))
     assert reason in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("sender", "sent_as"),
+    [("+447400999999", "447400999999"), ("07900123456", "07900123456"), ("Acme", "Acme")],
+)
+def test_a_numeric_sender_is_sent_without_its_plus(provider, backend, sender, sent_as):
+    # With the "+", the provider answers 4003 "Sender ID length invalid" for
+    # every message; the project's sender check accepts it and leaves the
+    # formatting to the backend.
+    provider.on("POST", "/message/send", (201, {"messageid": "1", "status": "SENT"}))
+    provider.on("POST", "/batch/send", (201, {"batchid": "b", "status": "SENT"}))
+    backend.send([sms("m1", sender=sender)])
+    backend.send([sms("m2", sender=sender), sms("m3", "+447700900003", sender=sender)])
+    single, batch = provider.api_calls()
+    assert body(single)["sender"] == sent_as
+    assert body(batch)["sender"] == sent_as
