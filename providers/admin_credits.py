@@ -29,7 +29,9 @@ from providers.backends.base import Capability, ProviderError
 from providers.models import ProviderAccount
 from providers.services import (
     CreditError,
+    check_fits,
     credits_adjust,
+    credits_outcome,
     credits_reconcile,
     credits_top_up,
     credits_transfer,
@@ -38,6 +40,11 @@ from providers.services import (
     user_may,
 )
 from smsoffice.csvsafe import safe_cell
+
+
+def _hhmm(moment) -> str:
+    return f"{timezone.localtime(moment):%H:%M}"
+
 
 # ----------------------------------------------------------------- CSV export
 
@@ -300,7 +307,7 @@ class CreditsAdminMixin:
             return None
 
         def apply(amount, note, key):
-            row = credits_transfer(
+            return credits_transfer(
                 source=source,
                 target=target,
                 amount=amount,
@@ -308,9 +315,14 @@ class CreditsAdminMixin:
                 note=note,
                 idempotency_key=key,
             )
-            return f"Moved {amount} credits from {source.name} to {target.name} (ledger #{row.pk})."
 
-        return self._credits_page(request, TOP_UP, target, lines, shortfall, apply)
+        def describe(row):
+            return (
+                f"Moved {-row.amount} credits from {source.name} to {target.name} at "
+                f"{_hhmm(row.created_at)} (ledger #{row.pk})."
+            )
+
+        return self._credits_page(request, TOP_UP, target, lines, shortfall, apply, describe)
 
     def add_credits_view(self, request, object_id):
         account = self._visible_account(request, object_id)
@@ -318,18 +330,31 @@ class CreditsAdminMixin:
             raise PermissionDenied
 
         def apply(amount, note, key):
-            row = credits_top_up(
+            return credits_top_up(
                 account=account, amount=amount, user=request.user, note=note, idempotency_key=key
             )
-            return f"Added {amount} credits to {account.name} (ledger #{row.pk})."
+
+        def describe(row):
+            return (
+                f"Added {row.amount} credits to {account.name} at {_hhmm(row.created_at)} "
+                f"(ledger #{row.pk})."
+            )
+
+        def shortfall(amount):
+            try:
+                check_fits(name=account.name, balance=account.balance, amount=amount)
+            except CreditError as exc:
+                return exc.messages[0]
+            return None
 
         return self._credits_page(
             request,
             ADD_CREDITS,
             account,
             lambda amount: [BalanceLine(account, amount)],
-            lambda amount: None,
+            shortfall,
             apply,
+            describe,
         )
 
     def adjust_view(self, request, object_id):
@@ -338,6 +363,11 @@ class CreditsAdminMixin:
             raise PermissionDenied
 
         def shortfall(amount):
+            if amount > 0:
+                try:
+                    check_fits(name=account.name, balance=account.balance, amount=amount)
+                except CreditError as exc:
+                    return exc.messages[0]
             if amount < 0 and account.available < -amount:
                 return (
                     f"{account.name} has {account.available} credits available, cannot remove "
@@ -346,10 +376,15 @@ class CreditsAdminMixin:
             return None
 
         def apply(amount, note, key):
-            row = credits_adjust(
+            return credits_adjust(
                 account=account, amount=amount, reason=note, user=request.user, idempotency_key=key
             )
-            return f"Adjusted {account.name} by {amount} credits (ledger #{row.pk})."
+
+        def describe(row):
+            return (
+                f"Adjusted {account.name} by {row.amount} credits at {_hhmm(row.created_at)} "
+                f"(ledger #{row.pk})."
+            )
 
         return self._credits_page(
             request,
@@ -358,14 +393,16 @@ class CreditsAdminMixin:
             lambda amount: [BalanceLine(account, amount)],
             shortfall,
             apply,
+            describe,
         )
 
-    def _credits_page(self, request, op: Operation, account, lines, shortfall, apply):
+    def _credits_page(self, request, op: Operation, account, lines, shortfall, apply, describe):
         """Form → confirmation (balances before and after) → service call.
 
         The hidden token, made when the form is first shown, becomes the
         idempotency key: a double-clicked or resubmitted confirmation
-        applies once.
+        applies once, and shows the first outcome ("Moved 250.00 … at 06:48,
+        ledger #38") even when the balance no longer covers the amount.
         """
         form_kwargs = {"signed": op.signed, "reason_required": op.reason_required}
         stage = "form"
@@ -375,18 +412,23 @@ class CreditsAdminMixin:
             if form.is_valid():
                 amount = form.cleaned_data["amount"]
                 note = form.cleaned_data["note"]
+                key = f"admin:{op.slug}:{request.user.pk}:{form.cleaned_data['token']}"
+                first = credits_outcome(idempotency_key=key) if "confirm" in request.POST else None
+                if first is not None:
+                    # A second click or a retry of a confirmation that went through.
+                    self.message_user(request, describe(first), messages.SUCCESS)
+                    return HttpResponseRedirect(self._url("change", account.pk))
                 if "edit" in request.POST:
                     pass  # back from the confirmation to change the amount or note
                 elif (problem := shortfall(amount)) is not None:
                     form.add_error("amount", problem)
                 elif "confirm" in request.POST:
-                    key = f"admin:{op.slug}:{request.user.pk}:{form.cleaned_data['token']}"
                     try:
-                        done = apply(amount, note, key)
+                        row = apply(amount, note, key)
                     except CreditError as exc:
                         form.add_error(None, exc.messages)
                     else:
-                        self.message_user(request, done, messages.SUCCESS)
+                        self.message_user(request, describe(row), messages.SUCCESS)
                         return HttpResponseRedirect(self._url("change", account.pk))
                 else:
                     stage = "confirm"
@@ -420,8 +462,9 @@ class CreditsAdminMixin:
                         request,
                         f"The provider said {account.provider_balance} credits at "
                         f"{timezone.localtime(account.provider_balance_checked_at):%Y-%m-%d %H:%M}"
-                        f", ours was {account.balance} (difference {drift}). Check the ledger "
-                        "and record an adjustment if needed.",
+                        f", when ours was {account.provider_balance_ours} (difference {drift}). "
+                        "Check the provider balance again (action) before recording an "
+                        "adjustment.",
                         messages.WARNING,
                     )
         return super().change_view(request, object_id, form_url, extra_context)

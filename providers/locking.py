@@ -11,7 +11,9 @@ on each other in a cycle:
 2. message rows of those campaigns (ascending pk);
 3. provider accounts (``ProviderAccount``, ascending pk), through
    :func:`lock_accounts` only;
-4. then rows are only inserted (ledger rows, top-up intents), never locked.
+4. a provider top-up intent (``TopUpIntent``) being settled, after its
+   accounts;
+5. then rows are only inserted (ledger rows), never locked.
 
 Lock mode: ``SELECT … FOR NO KEY UPDATE`` on PostgreSQL. The credit services
 change balances, never keys, and a row locked this way still lets another

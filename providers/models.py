@@ -106,6 +106,11 @@ class ProviderAccount(models.Model):
         max_digits=14, decimal_places=2, null=True, blank=True, editable=False
     )
     provider_balance_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Our balance at the moment the provider answered: drift compares these
+    # two, never an old provider answer with today's balance.
+    provider_balance_ours = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, editable=False
+    )
 
     webhook_token = models.CharField(
         max_length=64, unique=True, default=new_webhook_token, editable=False
@@ -141,6 +146,7 @@ class ProviderAccount(models.Model):
             "low_balance_notified_at",
             "provider_balance",
             "provider_balance_checked_at",
+            "provider_balance_ours",
         }
     )
 
@@ -174,10 +180,14 @@ class ProviderAccount(models.Model):
 
     @property
     def provider_drift(self) -> Decimal | None:
-        """Provider balance minus ours at the last check (None: never checked)."""
-        if self.provider_balance is None:
+        """Provider balance minus ours *at the moment of the last check* (None:
+        never checked, or checked before we kept our side of the snapshot).
+
+        Comparing an old provider answer with today's balance would report
+        every campaign and top-up since the check as drift."""
+        if self.provider_balance is None or self.provider_balance_ours is None:
             return None
-        return self.provider_balance - self.balance
+        return self.provider_balance - self.provider_balance_ours
 
     def rate_for_region(self, region: str | None) -> Decimal:
         """Credits per segment for a destination country (``"AU"``)."""
@@ -255,3 +265,75 @@ class CreditTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} on {self.account}"
+
+
+class TopUpIntent(models.Model):
+    """A provider top-up in flight: claimed (with its idempotency key) before
+    the provider is called, settled into the ledger after, outside any lock.
+
+    States::
+
+        pending ──provider said yes──▶ confirmed ──recorded──▶ applied
+           │  └──provider said no───▶ refused
+           └──no clear answer / crash──▶ unknown ──a person (or the reconcile
+                                                    task with the provider's
+                                                    answer) decides──▶ applied | refused
+
+    While an intent is open the reseller's credits of a transfer are reserved
+    under ``topup:<pk>``, so they cannot be spent twice.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending: the provider is being called"
+        CONFIRMED = "confirmed", "Confirmed by the provider, being recorded"
+        APPLIED = "applied", "Applied"
+        REFUSED = "refused", "Refused (nothing added)"
+        UNKNOWN = "unknown", "Unknown: the provider may have added them (being checked)"
+
+    OPEN = (State.PENDING, State.CONFIRMED, State.UNKNOWN)
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.PROTECT, related_name="topup_intents"
+    )
+    source = models.ForeignKey(
+        ProviderAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reseller account the credits come from (a transfer); empty for a top-up.",
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    idempotency_key = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    backend = models.CharField(max_length=40)
+    provider_response = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    ledger_row = models.ForeignKey(
+        CreditTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "provider top-up"
+        indexes = [models.Index(fields=["state", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="topup_intent_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up #{self.pk} of {self.amount} on {self.account} ({self.state})"
+
+    @property
+    def reference(self) -> str:
+        """The ledger reference of what this intent holds on its source."""
+        return f"topup:{self.pk}"

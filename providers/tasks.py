@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from providers.backends import backend_class
 from providers.backends.base import Capability, ProviderError
 from providers.models import ProviderAccount
-from providers.services import credits_reconcile
+from providers.services import credits_reconcile, topup_intents_reconcile
 
 logger = logging.getLogger("providers.credits")
 
@@ -43,3 +43,15 @@ def reconcile_balances(account_ids: list[int] | None = None) -> dict:
     if drifts:
         logger.warning("Balance drift on %d account(s): %s", len(drifts), drifts)
     return {"checked": checked, "drift": drifts, "errors": errors}
+
+
+def reconcile_topup_intents() -> dict:
+    """Record provider top-ups the provider confirmed but we did not record,
+    and hand the ones abandoned by a crash to a person (``unknown``).
+
+    Schedule it, e.g. every 5 minutes: ``Schedule.objects.create(func=
+    "providers.tasks.reconcile_topup_intents", schedule_type=Schedule.MINUTES,
+    minutes=5)``. Never decides by itself whether a provider applied a
+    top-up it did not confirm.
+    """
+    return topup_intents_reconcile()

@@ -57,8 +57,20 @@ from providers.services.movements import (
     credits_reserve,
 )
 from providers.services.notifications import low_balance_recipients
-from providers.services.reads import Drift, LedgerMismatch, credits_reconcile, ledger_mismatches
-from providers.services.topups import credits_top_up, credits_transfer, transfer_refusal
+from providers.services.reads import (
+    Drift,
+    LedgerMismatch,
+    credits_outcome,
+    credits_reconcile,
+    ledger_mismatches,
+)
+from providers.services.topups import (
+    credits_top_up,
+    credits_transfer,
+    topup_intent_resolve,
+    topup_intents_reconcile,
+    transfer_refusal,
+)
 
 __all__ = [
     "CENT",
@@ -71,6 +83,7 @@ __all__ = [
     "check_fits",
     "credits_adjust",
     "credits_charge",
+    "credits_outcome",
     "credits_reconcile",
     "credits_refund",
     "credits_refund_many",
@@ -83,6 +96,8 @@ __all__ = [
     "parse_amount",
     "parse_country_rates",
     "parse_rate",
+    "topup_intent_resolve",
+    "topup_intents_reconcile",
     "transfer_refusal",
     "user_may",
 ]

@@ -60,23 +60,31 @@ def credits_reconcile(*, account: ProviderAccount, backend: SmsBackend | None = 
     """Ask the provider for the balance and compare it with ours.
 
     Stores the answer in ``provider_balance``/``provider_balance_checked_at``
-    and logs a warning on any difference; never changes ``balance`` (a
-    difference needs a person: an adjustment with a reason). Raises
+    with our balance at that moment (``provider_balance_ours``), and logs a
+    warning on any difference; never changes ``balance`` (a difference needs
+    a person: an adjustment with a reason). Raises
     ProviderError when the provider cannot answer.
     """
     backend = backend or account.get_backend()
+    before = ProviderAccount.objects.values_list("balance", flat=True).get(pk=account.pk)
     provider_balance = Decimal(str(backend.balance())).quantize(CENT)
     now = timezone.now()
     with transaction.atomic():
-        # Read ours under the lock so no movement is half-way through.
+        # Ours under the lock, so no movement is half-way through.
         locked = lock_account(account.pk)
+        # The provider answered somewhere between ``before`` and now: when a
+        # movement landed meanwhile, either side of it is a like-for-like
+        # comparison (one that matches is no drift).
+        ours = before if provider_balance == before else locked.balance
         ProviderAccount.objects.filter(pk=locked.pk).update(
-            provider_balance=provider_balance, provider_balance_checked_at=now
+            provider_balance=provider_balance,
+            provider_balance_checked_at=now,
+            provider_balance_ours=ours,
         )
     drift = Drift(
         account_id=locked.pk,
         account_name=locked.name,
-        local_balance=locked.balance,
+        local_balance=ours,
         provider_balance=provider_balance,
         checked_at=now,
     )
@@ -87,7 +95,7 @@ def credits_reconcile(*, account: ProviderAccount, backend: SmsBackend | None = 
             "Balance drift on %s: ours %s, provider %s (difference %s). Not corrected "
             "automatically; check the ledger and record an adjustment if needed.",
             locked.name,
-            locked.balance,
+            ours,
             provider_balance,
             drift.difference,
         )
@@ -164,3 +172,9 @@ def ledger_mismatches() -> list[LedgerMismatch]:
         if mine != (mismatch.ledger_balance, mismatch.ledger_reserved) or mine != last:
             found.append(mismatch)
     return found
+
+
+def credits_outcome(*, idempotency_key: str) -> CreditTransaction | None:
+    """The ledger row a movement with ``idempotency_key`` wrote, if it did:
+    what a repeated request (double click, retry) shows as its outcome."""
+    return CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()

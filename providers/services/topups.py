@@ -1,25 +1,43 @@
 """Credit movements that may reach the provider: top-ups (credits coming in)
 and transfers from a reseller account to one of its sub-accounts.
 
-When the account's backend can ``topup``, the provider side is topped up as
-part of the movement, and its answer kept in the ledger row's
-``provider_response``.
+When the account's backend cannot ``topup``, the movement is one short
+transaction in our ledger. When it can, the provider call is made with no
+row lock held (see ``providers.locking``), in three steps:
+
+1. **claim** (short transaction, accounts locked): check the movement, create
+   a pending :class:`~providers.models.TopUpIntent` carrying the idempotency
+   key (its unique index stops a second request with the same key, even on
+   another account, before it reaches a provider) and, for a transfer,
+   reserve the credits on the reseller account under ``topup:<intent>``;
+2. **call** the provider, no transaction, no lock;
+3. **settle** (short transaction, accounts locked): write the ledger rows and
+   mark the intent ``applied``; or, on a refusal, release the reservation and
+   mark it ``refused``; or, without a clear answer (timeout), mark it
+   ``unknown`` and keep the reservation until someone who knows settles it.
+
+An intent left ``pending`` by a crash, or ``confirmed`` but not recorded, is
+picked up by ``providers.tasks.reconcile_topup_intents``; ``unknown`` ones are
+listed for staff, who settle them with :func:`topup_intent_resolve` after
+checking at the provider. Nothing is guessed.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
+from django.utils import timezone
 
 from providers.backends.base import Capability, ProviderError
-from providers.locking import lock_account, lock_accounts, retry_on_conflict
-from providers.models import CreditTransaction, ProviderAccount
+from providers.locking import is_lock_conflict, lock_account, lock_accounts, retry_on_conflict
+from providers.models import CreditTransaction, ProviderAccount, TopUpIntent
 from providers.services import ledger
-from providers.services.amounts import ZERO, parse_amount
+from providers.services.amounts import ZERO, check_fits, parse_amount
 from providers.services.errors import CreditError, busy_error
 
 if TYPE_CHECKING:
@@ -28,6 +46,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("providers.credits")
 
 Kind = CreditTransaction.Kind
+State = TopUpIntent.State
+
+#: A pending intent older than this was abandoned by a crash (the provider
+#: call itself times out long before).
+STALE_AFTER = timedelta(minutes=10)
 
 
 def _topup_backend(account: ProviderAccount, backend: SmsBackend | None) -> SmsBackend | None:
@@ -50,87 +73,302 @@ def _topup_backend(account: ProviderAccount, backend: SmsBackend | None) -> SmsB
     return backend if Capability.TOPUP in backend.capabilities else None
 
 
-def _provider_top_up(
-    account: ProviderAccount, amount: Decimal, backend: SmsBackend | None
-) -> dict | None:
-    """Top up the provider side of ``account``; the answer for ``provider_response``.
+def _maybe_processed(exc: ProviderError) -> bool:
+    """The call may have reached the provider and been applied (timeout...)."""
+    return bool(getattr(exc, "maybe_processed", False)) or str(exc.kind) in {
+        "timeout",
+        "protocol",
+    }
 
-    Runs after the row lock was taken and the movement checked, before any
-    ledger row is written: if the provider refuses, nothing is recorded.
-    """
-    backend = _topup_backend(account, backend)
-    if backend is None:
-        return None
+
+# ------------------------------------------------------------------ intents
+
+
+def _same_movement(intent: TopUpIntent, *, account, source, amount) -> None:
+    if (
+        intent.account_id != account.pk
+        or intent.source_id != (source.pk if source else None)
+        or intent.amount != amount
+    ):
+        raise CreditError(
+            f"The idempotency key {intent.idempotency_key!r} was already used for another "
+            f"movement (provider top-up #{intent.pk} of {intent.amount} on account "
+            f"#{intent.account_id}). Use a new key for a new movement.",
+            code="idempotency_conflict",
+        )
+
+
+def _outcome(intent: TopUpIntent) -> CreditTransaction:
+    """The first outcome of an intent claimed before: its ledger row, or the
+    error that says where it stands."""
+    if intent.state == State.APPLIED:
+        return intent.ledger_row
+    if intent.state == State.REFUSED:
+        raise CreditError(
+            f"This top-up (#{intent.pk}) was already refused by the provider: {intent.error} "
+            "Nothing was recorded here.",
+            code="provider",
+        )
+    raise CreditError(
+        f"This top-up of {intent.amount} credits (#{intent.pk}) is already under way: the "
+        "credits may have been added; checking… It stays listed under Provider top-ups until "
+        "it is settled. Do not top up again.",
+        code="provider_unknown",
+    )
+
+
+def _claim(
+    *,
+    account: ProviderAccount,
+    source: ProviderAccount | None,
+    amount: Decimal,
+    user,
+    note: str,
+    key: str | None,
+    backend_name: str,
+) -> TopUpIntent | CreditTransaction:
+    """Step 1: a pending intent (and the reseller's credits held), or the
+    first outcome when ``key`` was claimed before."""
+
+    def existing():
+        if key is None:
+            return None
+        intent = TopUpIntent.objects.filter(idempotency_key=key).select_related("ledger_row")
+        intent = intent.first()
+        if intent is None:
+            return None
+        _same_movement(intent, account=account, source=source, amount=amount)
+        return _outcome(intent)
+
+    if (row := existing()) is not None:
+        return row
     try:
-        new_balance = backend.top_up(amount)
-    except ProviderError as exc:
-        hint = ""
-        if getattr(exc, "maybe_processed", False) or exc.kind in {"timeout", "protocol"}:
-            hint = (
-                " The provider did not confirm: it may or may not have added them. Check the "
-                "provider balance (Check provider balance) before trying again."
+        with transaction.atomic():
+            locked = lock_accounts([account.pk, *([source.pk] if source else [])])
+            if (row := existing()) is not None:
+                return row
+            dst = locked[account.pk]
+            check_fits(name=dst.name, balance=dst.balance, amount=amount)
+            src = locked[source.pk] if source else None
+            if src is not None:
+                if dst.parent_id != src.pk:  # re-parented since the caller checked
+                    raise CreditError(f"{dst.name} is no longer a sub-account of {src.name}.")
+                if src.available < amount:
+                    raise ledger.shortfall(src, amount, f"to transfer to {dst.name}")
+            intent = TopUpIntent.objects.create(
+                account=dst,
+                source=src,
+                amount=amount,
+                idempotency_key=key,
+                backend=backend_name,
+                note=note,
+                created_by=ledger.real_user(user),
             )
+            if src is not None:
+                ledger.write(
+                    src,
+                    kind=Kind.RESERVE,
+                    reserved_change=amount,
+                    user=user,
+                    reference=intent.reference,
+                    note=f"Held while the provider tops up {dst.name} (top-up #{intent.pk}).",
+                )
+            return intent
+    except IntegrityError:
+        # The same key claimed at the same moment (maybe on another account).
+        if (row := existing()) is not None:
+            return row
+        raise
+
+
+def _lock_intent(intent_id: int) -> tuple[TopUpIntent, dict[int, ProviderAccount]]:
+    """Accounts first (lock order), then the intent row."""
+    intent = TopUpIntent.objects.get(pk=intent_id)
+    locked = lock_accounts([intent.account_id, *([intent.source_id] if intent.source_id else [])])
+    intent = (
+        TopUpIntent.objects.select_for_update(of=("self",))
+        .select_related("ledger_row")
+        .get(pk=intent_id)
+    )
+    return intent, locked
+
+
+def _mark(intent: TopUpIntent, state: str, **fields) -> None:
+    """Move an open intent on (a conditional UPDATE: a settled one is not touched)."""
+    TopUpIntent.objects.filter(pk=intent.pk, state__in=TopUpIntent.OPEN).update(
+        state=state, **fields
+    )
+
+
+def _settle(intent_id: int, *, user=None) -> CreditTransaction:
+    """Step 3 for a confirmed intent: write its ledger rows, once."""
+    with transaction.atomic():
+        intent, locked = _lock_intent(intent_id)
+        if intent.state == State.APPLIED:
+            return intent.ledger_row
+        if intent.state != State.CONFIRMED:
+            raise CreditError(
+                f"Top-up #{intent.pk} is {intent.get_state_display().lower()}, not confirmed "
+                "by the provider: nothing recorded.",
+                code="provider_unknown",
+            )
+        dst = locked[intent.account_id]
+        who = intent.created_by if user is None else user
+        if intent.source_id:
+            src = locked[intent.source_id]
+            ledger.write(
+                src,
+                kind=Kind.RELEASE,
+                reserved_change=-intent.amount,
+                reference=intent.reference,
+                note=f"The provider topped up {dst.name} (top-up #{intent.pk}).",
+            )
+            row = ledger.write(
+                src,
+                kind=Kind.TRANSFER_OUT,
+                amount=-intent.amount,
+                user=who,
+                note=intent.note,
+                counterparty=dst,
+                idempotency_key=intent.idempotency_key,
+                reference=intent.reference,
+            )
+            ledger.write(
+                dst,
+                kind=Kind.TRANSFER_IN,
+                amount=intent.amount,
+                user=who,
+                note=intent.note,
+                counterparty=src,
+                reference=f"transfer_out:{row.pk}",
+                provider_response=intent.provider_response,
+            )
+        else:
+            row = ledger.write(
+                dst,
+                kind=Kind.TOP_UP,
+                amount=intent.amount,
+                user=who,
+                note=intent.note,
+                idempotency_key=intent.idempotency_key,
+                reference=intent.reference,
+                provider_response=intent.provider_response,
+            )
+        TopUpIntent.objects.filter(pk=intent.pk).update(
+            state=State.APPLIED,
+            ledger_row=row,
+            settled_at=timezone.now(),
+            settled_by=ledger.real_user(user),
+        )
+        return row
+
+
+def _refuse(intent_id: int, *, error: str, user=None) -> None:
+    """Step 3 for a refused intent: give the reseller's held credits back."""
+    with transaction.atomic():
+        intent, locked = _lock_intent(intent_id)
+        if intent.state not in (State.PENDING, State.UNKNOWN):
+            return
+        if intent.source_id:
+            ledger.write(
+                locked[intent.source_id],
+                kind=Kind.RELEASE,
+                reserved_change=-intent.amount,
+                reference=intent.reference,
+                note=f"The provider did not top up (top-up #{intent.pk}).",
+            )
+        TopUpIntent.objects.filter(pk=intent.pk).update(
+            state=State.REFUSED,
+            error=error,
+            settled_at=timezone.now(),
+            settled_by=ledger.real_user(user),
+        )
+
+
+def _settle_confirmed(intent: TopUpIntent, *, account_name: str) -> CreditTransaction:
+    """Settle right after the provider said yes; a local failure leaves the
+    intent ``confirmed`` for the reconcile task and says so loudly."""
+    for attempt in range(3):
+        try:
+            return _settle(intent.pk)
+        except OperationalError as exc:
+            if not is_lock_conflict(exc) or attempt == 2:
+                failure = exc
+                break
+        except Exception as exc:
+            failure = exc
+            break
+    logger.critical(
+        "PROVIDER TOPPED UP BUT NOT RECORDED: top-up #%s of %s credits on %s was accepted by "
+        "the provider (%s) and then recording it failed (%r). It stays confirmed; "
+        "providers.tasks.reconcile_topup_intents records it. Do not retry the top-up.",
+        intent.pk,
+        intent.amount,
+        account_name,
+        intent.provider_response,
+        failure,
+    )
+    raise CreditError(
+        f"The provider added {intent.amount} credits to {account_name} but recording it here "
+        f"failed ({type(failure).__name__}). Do not retry: it is listed under Provider top-ups "
+        f"(#{intent.pk}) and will be recorded by the reconcile task.",
+        code="provider_applied_not_recorded",
+    ) from failure
+
+
+def _via_provider(
+    *,
+    account: ProviderAccount,
+    source: ProviderAccount | None,
+    amount: Decimal,
+    user,
+    note: str,
+    key: str | None,
+    backend: SmsBackend,
+) -> CreditTransaction:
+    claimed = _claim(
+        account=account,
+        source=source,
+        amount=amount,
+        user=user,
+        note=note,
+        key=key,
+        backend_name=backend.name,
+    )
+    if isinstance(claimed, CreditTransaction):
+        return claimed
+    intent = claimed
+    try:
+        new_balance = backend.top_up(amount)  # step 2: no lock, no transaction of ours
+    except ProviderError as exc:
+        if _maybe_processed(exc):
+            _mark(intent, State.UNKNOWN, error=str(exc)[:2000])
+            raise CreditError(
+                f"The provider did not confirm the top-up of {amount} credits to {account.name} "
+                f"({exc}): they may have been added; checking… Nothing is recorded here until "
+                f"it is known; it is listed under Provider top-ups (#{intent.pk}). Do not top "
+                "up again.",
+                code="provider_unknown",
+            ) from exc
+        _refuse(intent.pk, error=str(exc)[:2000], user=user)
         raise CreditError(
             f"The provider refused to add {amount} credits to {account.name}: {exc}. "
-            f"Nothing was recorded here.{hint}",
+            "Nothing was recorded here.",
             code="provider",
         ) from exc
-    return {
+    except BaseException as exc:
+        # Not a provider answer (a bug, an interrupt): we cannot tell whether
+        # the provider applied it, so the intent waits for a person.
+        _mark(intent, State.UNKNOWN, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    intent.provider_response = {
         "backend": backend.name,
         "credits_added": str(amount),
         "provider_balance": None if new_balance is None else str(new_balance),
     }
-
-
-def _loud_if_provider_applied(run, *, what: str, account_name: str, amount: Decimal):
-    """Run ``run(done)``; if it fails after the provider accepted, say so loudly.
-
-    ``done`` is a dict ``run`` fills with the provider's answer once the
-    provider accepted. A local failure after that (database error, commit
-    failure of our own transaction) leaves credits at the provider that our
-    ledger does not show: log it at CRITICAL with the numbers, and tell the
-    user not to retry (a retry would top the provider up a second time).
-    A failure of an outer transaction after we return is beyond our sight;
-    ``credits_reconcile`` reports that drift.
-    """
-    done: dict = {}
-    try:
-        return run(done)
-    except Exception as exc:
-        if done:
-            logger.critical(
-                "PROVIDER TOPPED UP BUT NOT RECORDED: %s of %s credits on %s was accepted by "
-                "the provider (%s) and then recording it failed (%r). Add the credits with "
-                "an adjustment after checking the provider balance; do not retry the top-up.",
-                what,
-                amount,
-                account_name,
-                done,
-                exc,
-            )
-            raise CreditError(
-                f"The provider added {amount} credits to {account_name} but recording it here "
-                f"failed ({type(exc).__name__}). Do not retry: ask an administrator to check "
-                "the provider balance and record it with an adjustment.",
-                code="provider_applied_not_recorded",
-            ) from exc
-        raise
-
-
-def _once_unless_provider_applied(key, replayed, apply, done: dict) -> CreditTransaction:
-    """``ledger.once``, except that a unique-key collision after the provider
-    accepted is raised, not replayed (see ``_loud_if_provider_applied``)."""
-    if (row := replayed()) is not None:
-        return row
-    try:
-        with transaction.atomic():
-            return apply()
-    except IntegrityError:
-        if key is None or done:
-            raise
-        if (row := replayed()) is not None:
-            return row
-        raise
+    _mark(intent, State.CONFIRMED, provider_response=intent.provider_response)
+    intent.state = State.CONFIRMED
+    return _settle_confirmed(intent, account_name=account.name)
 
 
 # ------------------------------------------------------------------ services
@@ -150,9 +388,12 @@ def credits_top_up(
 
     ``user``: None for the system (seed data, payment hooks); a user needs
     ``providers.add_credits``. When the account's backend can ``topup``, the
-    provider is topped up first (under the lock) and its answer stored in
-    ``provider_response``; a provider refusal records nothing. ``backend``
-    replaces ``account.get_backend()`` (tests inject a MockTransport).
+    provider is topped up without holding locks (claim, call, settle: see the
+    module docstring) and its answer stored in ``provider_response``; a
+    provider refusal records nothing, an unclear answer raises
+    ``CreditError(code="provider_unknown")`` and leaves an ``unknown``
+    intent. ``backend`` replaces ``account.get_backend()`` (tests inject a
+    MockTransport).
     """
     amount = parse_amount(amount)
     key = ledger.clean_key(idempotency_key)
@@ -162,34 +403,35 @@ def credits_top_up(
             code="forbidden",
         )
 
-    def replay():
+    def replayed():
         return ledger.replay(
             key, account_id=account.pk, kind=Kind.TOP_UP, amount=amount, reserved_change=ZERO
         )
 
-    def apply(done: dict):
-        locked = lock_account(account.pk)
-        if (row := replay()) is not None:
-            return row
-        response = _provider_top_up(locked, amount, backend)
-        if response is not None:
-            done.update(response)
-        return ledger.write(
-            locked,
-            kind=Kind.TOP_UP,
+    if (row := replayed()) is not None:
+        return row
+    provider = _topup_backend(account, backend)
+    if provider is not None:
+        return _via_provider(
+            account=account,
+            source=None,
             amount=amount,
             user=user,
             note=note,
-            idempotency_key=key,
-            provider_response=response,
+            key=key,
+            backend=provider,
         )
 
-    return _loud_if_provider_applied(
-        lambda done: _once_unless_provider_applied(key, replay, lambda: apply(done), done),
-        what="top-up",
-        account_name=account.name,
-        amount=amount,
-    )
+    def apply():
+        locked = lock_account(account.pk)
+        if (row := replayed()) is not None:
+            return row
+        check_fits(name=locked.name, balance=locked.balance, amount=amount)
+        return ledger.write(
+            locked, kind=Kind.TOP_UP, amount=amount, user=user, note=note, idempotency_key=key
+        )
+
+    return ledger.once(key, replayed, apply)
 
 
 def transfer_refusal(*, user, source: ProviderAccount, target: ProviderAccount) -> str | None:
@@ -235,15 +477,16 @@ def credits_transfer(
     ``transfer_out`` row. Refused when ``source`` has less available than
     ``amount`` ("has X available, needs Y") or ``user`` may not (see
     :func:`transfer_refusal`). When the target's backend can ``topup`` the
-    provider-side sub-account is topped up under the locks before any row is
-    written; ``backend`` is the target's backend (tests inject one).
+    provider-side sub-account is topped up outside the locks (claim, call,
+    settle), the credits held on ``source`` meanwhile; ``backend`` is the
+    target's backend (tests inject one).
     """
     amount = parse_amount(amount)
     key = ledger.clean_key(idempotency_key)
     if (reason := transfer_refusal(user=user, source=source, target=target)) is not None:
         raise CreditError(reason, code="forbidden")
 
-    def replay():
+    def replayed():
         return ledger.replay(
             key,
             account_id=source.pk,
@@ -253,18 +496,30 @@ def credits_transfer(
             counterparty_id=target.pk,
         )
 
-    def apply(done: dict):
+    if (row := replayed()) is not None:
+        return row
+    provider = _topup_backend(target, backend)
+    if provider is not None:
+        return _via_provider(
+            account=target,
+            source=source,
+            amount=amount,
+            user=user,
+            note=note,
+            key=key,
+            backend=provider,
+        )
+
+    def apply():
         locked = lock_accounts([source.pk, target.pk])
         src, dst = locked[source.pk], locked[target.pk]
-        if (row := replay()) is not None:
+        if (row := replayed()) is not None:
             return row
         if dst.parent_id != src.pk:  # re-parented since the check above
             raise CreditError(f"{dst.name} is no longer a sub-account of {src.name}.")
         if src.available < amount:
             raise ledger.shortfall(src, amount, f"to transfer to {dst.name}")
-        response = _provider_top_up(dst, amount, backend)
-        if response is not None:
-            done.update(response)
+        check_fits(name=dst.name, balance=dst.balance, amount=amount)
         out = ledger.write(
             src,
             kind=Kind.TRANSFER_OUT,
@@ -282,13 +537,74 @@ def credits_transfer(
             note=note,
             counterparty=src,
             reference=f"transfer_out:{out.pk}",
-            provider_response=response,
         )
         return out
 
-    return _loud_if_provider_applied(
-        lambda done: _once_unless_provider_applied(key, replay, lambda: apply(done), done),
-        what="transfer",
-        account_name=target.name,
-        amount=amount,
+    return ledger.once(key, replayed, apply)
+
+
+# --------------------------------------------------------- open intents
+
+
+def topup_intent_resolve(*, intent: TopUpIntent, applied: bool, user, note: str = "") -> str:
+    """A person settles an ``unknown`` (or stale ``pending``) intent after
+    checking at the provider: ``applied`` records the ledger rows, otherwise
+    the held credits go back. Needs ``providers.add_credits``. Returns what
+    was done, for the page."""
+    if not ledger.user_may(user, "add_credits"):
+        raise CreditError(
+            f"{user} may not settle provider top-ups (the 'add credits' permission is missing).",
+            code="forbidden",
+        )
+    intent = TopUpIntent.objects.get(pk=intent.pk)
+    if intent.state not in (State.UNKNOWN, State.PENDING):
+        raise CreditError(
+            f"Top-up #{intent.pk} is already {intent.get_state_display().lower()}.",
+            code="settled",
+        )
+    text = (note or "").strip()
+    if applied:
+        response = {
+            **(intent.provider_response or {}),
+            "resolved_by": getattr(user, "username", str(user)),
+            "resolved": "applied at the provider (checked by a person)",
+            "note": text,
+        }
+        _mark(intent, State.CONFIRMED, provider_response=response)
+        row = _settle(intent.pk, user=user)
+        return f"Top-up #{intent.pk} recorded as applied (ledger #{row.pk})."
+    _refuse(
+        intent.pk,
+        error=f"Not applied at the provider (checked by {user}). {text}".strip(),
+        user=user,
     )
+    return f"Top-up #{intent.pk} recorded as not applied; nothing was added."
+
+
+def topup_intents_reconcile(*, now=None) -> dict[str, int]:
+    """What the periodic task does: record ``confirmed`` intents (the provider
+    said yes), and turn ``pending`` ones older than :data:`STALE_AFTER` (a
+    crash between claim and answer) into ``unknown`` for a person. Returns
+    counts ``{"recorded": n, "marked_unknown": n, "unknown": n}``."""
+    now = now or timezone.now()
+    recorded = 0
+    for pk in TopUpIntent.objects.filter(state=State.CONFIRMED).values_list("pk", flat=True):
+        try:
+            _settle(pk)
+            recorded += 1
+        except Exception:
+            logger.exception("Could not record confirmed top-up #%s", pk)
+    stale = TopUpIntent.objects.filter(state=State.PENDING, created_at__lt=now - STALE_AFTER)
+    marked = stale.update(
+        state=State.UNKNOWN,
+        error="Abandoned before the provider answered (crash or restart): check at the "
+        "provider whether the credits were added, then settle it.",
+    )
+    unknown = TopUpIntent.objects.filter(state=State.UNKNOWN).count()
+    if marked or unknown:
+        logger.warning(
+            "%d provider top-up(s) need a person to check at the provider (%d newly).",
+            unknown,
+            marked,
+        )
+    return {"recorded": recorded, "marked_unknown": marked, "unknown": unknown}
