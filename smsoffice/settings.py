@@ -11,14 +11,33 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-only-for-tests-and-make-run")
 DEBUG = env.bool("DEBUG", default=False)
+
+# Production (DEBUG off) refuses to start without a real SECRET_KEY: with the
+# repository's development key anyone could forge sessions and password-reset
+# links. Only DEBUG may fall back to it.
+DEV_SECRET_KEY = "insecure-dev-key-only-for-tests-and-make-run"
+_PLACEHOLDER_KEYS = {DEV_SECRET_KEY, "change-me", "changeme", "secret"}
+SECRET_KEY = env.str("SECRET_KEY", default="") or (DEV_SECRET_KEY if DEBUG else "")
+if not DEBUG and (
+    SECRET_KEY in _PLACEHOLDER_KEYS
+    or SECRET_KEY.startswith("django-insecure-")
+    or len(SECRET_KEY) < 32
+):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is missing, a placeholder or the development key, and DEBUG is off. "
+        "Set SECRET_KEY in the environment (or .env) to a long random string, e.g. the "
+        'output of: python -c "import secrets; print(secrets.token_urlsafe(50))". '
+        "For local development set DEBUG=True instead (make run does)."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -33,6 +52,7 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "axes",
+    "csp",
     "smsoffice",
     "contacts",
     "providers",
@@ -41,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -146,6 +167,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Where a login lands when its ``next`` is missing or foreign (refused by Django).
+LOGIN_REDIRECT_URL = "admin:index"
 
 # --- Login throttling (django-axes) ------------------------------------------
 # django-axes: maintained (Jazzband), stores attempts in the database (works
@@ -221,6 +244,25 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp). The admin and our templates load
+# scripts only from static files (no inline script), so scripts are 'self'
+# only; inline style attributes (used by the admin and import-export
+# templates) stay allowed, as a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- Provider backends ---------------------------------------------------------
 # Like EMAIL_BACKEND: ProviderAccount.backend names a key here, the value is a
