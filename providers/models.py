@@ -249,3 +249,23 @@ class CreditTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} on {self.account}"
+
+
+class SimulatorState(models.Model):
+    """One value of the simulator's state (balance, sent references, replies,
+    batches, opt-outs, lists), read and written through
+    :class:`providers.simulator_store.SimulatorStore`.
+
+    In the database rather than the cache: a bounded cache evicts entries,
+    and the simulator lost its balance and its crash-reconciliation records.
+    """
+
+    key = models.CharField(max_length=250, primary_key=True)
+    value = models.JSONField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "simulator state"
+
+    def __str__(self) -> str:
+        return self.key
