@@ -7,10 +7,13 @@ environment (or a ``.env`` file beside ``manage.py``) through django-environ;
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
@@ -38,6 +41,34 @@ if not DEBUG and (
         'output of: python -c "import secrets; print(secrets.token_urlsafe(50))". '
         "For local development set DEBUG=True instead (make run does)."
     )
+# --- Encryption of secrets at rest (smsoffice.secretbox) ----------------------
+# CREDENTIALS_KEYS: comma-separated Fernet keys; the first encrypts, all
+# decrypt (rotation: put a new key first, run `manage.py credentials_rotate`,
+# then drop the old one). Production refuses to start without one; DEBUG
+# alone falls back to a key derived from SECRET_KEY.
+CREDENTIALS_KEYS = env.list("CREDENTIALS_KEYS", default=[])
+if not CREDENTIALS_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "CREDENTIALS_KEYS is not set, and DEBUG is off: provider credentials are "
+            "encrypted with it. Set it to a Fernet key, made with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    CREDENTIALS_KEYS = [
+        base64.urlsafe_b64encode(
+            hashlib.sha256(f"smsoffice-dev-credentials:{SECRET_KEY}".encode()).digest()
+        ).decode()
+    ]
+for _position, _key in enumerate(CREDENTIALS_KEYS, 1):
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CREDENTIALS_KEYS: key {_position} is not a Fernet key (32 url-safe base64 "
+            "bytes, 44 characters). Make one with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        ) from None
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -278,10 +309,23 @@ SMS_BACKENDS = {
 # (e.g. https://sms.example.com). Empty: built from the current request.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 
+# Every record is redacted when created (smsoffice.logredact, installed by
+# the smsoffice app): webhook tokens, authorization values, credentials. The
+# filter on the handler covers records made before that; django.server and
+# django-q are given that handler (they would otherwise bring their own).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact": {"()": "smsoffice.logredact.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console and mail_admins handlers are dropped: its records
+        # go to the root handler, which has the filter.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

@@ -7,5 +7,6 @@ is off (as the suite runs); this key exists only here and in test processes.
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-key-never-used-outside-the-test-suite-0123456789")
+os.environ.setdefault("CREDENTIALS_KEYS", "dGVzdC1vbmx5LWNyZWRlbnRpYWxzLWtleS0wMTIzNDU=")
 
 from smsoffice.settings import *  # noqa: F403

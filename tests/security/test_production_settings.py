@@ -15,15 +15,18 @@ from django.contrib import admin
 from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 20 + "Zq8#vLp9$Tz4@Rk8^Wn3&Hd6*Jf1(Bs5"
 PRODUCTION = {
     "DJANGO_SETTINGS_MODULE": "smsoffice.settings",
     "DEBUG": "False",
     "ALLOWED_HOSTS": "sms.example.com",
+    "CREDENTIALS_KEYS": "dGVzdC1vbmx5LWNyZWRlbnRpYWxzLWtleS0wMTIzNDU=",
 }
 
 
 def _check(**overrides: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    drop = {"SECRET_KEY", "DATABASE_URL", "CREDENTIALS_KEYS"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PRODUCTION)
     for key, value in overrides.items():
         if value is None:
@@ -50,9 +53,22 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
     assert "SECRET_KEY is missing, a placeholder or the development key" in result.stderr
 
 
-def test_production_starts_with_a_real_key_and_development_without_one():
-    assert _check(SECRET_KEY="k" * 20 + "Zq8#vLp9$Tz4@Rk8^Wn3&Hd6*Jf1(Bs5").returncode == 0
-    assert _check(SECRET_KEY=None, DEBUG="True").returncode == 0
+def test_production_starts_with_real_keys_and_development_without_any():
+    assert _check(SECRET_KEY=GOOD_KEY).returncode == 0
+    assert _check(SECRET_KEY=None, CREDENTIALS_KEYS=None, DEBUG="True").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (None, "CREDENTIALS_KEYS is not set, and DEBUG is off"),
+        ("not-a-fernet-key", "CREDENTIALS_KEYS: key 1 is not a Fernet key"),
+    ],
+)
+def test_production_refuses_to_start_without_an_encryption_key(keys, message):
+    result = _check(SECRET_KEY=GOOD_KEY, CREDENTIALS_KEYS=keys)
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 @pytest.mark.django_db
