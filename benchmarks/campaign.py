@@ -45,7 +45,7 @@ BODY = (
 def setup_django(db_path: Path, cache: str) -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings_test")
     from django.conf import settings
 
     if cache == "locmem":

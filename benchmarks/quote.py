@@ -34,7 +34,7 @@ STORES = ["Parramatta", "Bondi Junction", "Chatswood", "Penrith"]
 def setup_django(db_path: Path) -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings_test")
     import django
 
     django.setup()

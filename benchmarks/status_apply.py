@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 def setup_django(db_path: Path) -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings_test")
     from django.conf import settings
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

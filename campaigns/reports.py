@@ -38,6 +38,7 @@ from providers.backends import backend_class
 from providers.backends.base import STATUS_RANK, DeliveryStatus, InboundSms, StatusUpdate
 from providers.models import ProviderAccount
 from providers.services import credits_refund_many
+from smsoffice.logredact import redact_text
 
 logger = logging.getLogger("campaigns.reports")
 
@@ -308,7 +309,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
                     target,
                     update.raw_status[:100],
                     update.error_code[:50],
-                    update.error_message,
+                    redact_text(update.error_message),  # providers may echo secrets
                     refund,
                 )
                 groups[key].append(pk)

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
+from django.utils.html import format_html
 
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.limits import check_sender
@@ -41,9 +42,12 @@ class ProviderAccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         keys = sorted((self.instance.credentials or {}).keys()) if self.instance.pk else []
         if keys:
-            self.fields["credentials_input"].help_text = (
-                f"Stored: {', '.join(keys)} (values hidden). "
-                + self.fields["credentials_input"].help_text
+            # The admin renders help text as HTML: key names are escaped here,
+            # as whoever saved the credentials chose them.
+            self.fields["credentials_input"].help_text = format_html(
+                "Stored: {} (values hidden). {}",
+                ", ".join(str(key) for key in keys),
+                self.fields["credentials_input"].help_text,
             )
 
     def clean_credentials_input(self):

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from providers.fields import EncryptedJSONField
+
 
 def new_webhook_token() -> str:
     return secrets.token_urlsafe(24)
@@ -35,10 +37,11 @@ class ProviderAccount(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     backend = models.CharField(max_length=40, choices=backend_choices, default="simulator")
-    credentials = models.JSONField(
+    credentials = EncryptedJSONField(
         default=dict,
         blank=True,
-        help_text="Provider credentials (e.g. username/password). Never shown after saving.",
+        help_text="Provider credentials (e.g. username/password), encrypted at rest with "
+        "CREDENTIALS_KEYS. Never shown after saving.",
     )
     base_url = models.URLField(blank=True, help_text="Leave empty for the provider's default.")
     default_sender = models.CharField(max_length=15, blank=True)
@@ -197,8 +200,12 @@ class ProviderAccount(models.Model):
 
     def get_backend(self, **options):
         from providers.backends import get_backend
+        from smsoffice.logredact import register_secrets
 
-        return get_backend(self, **options)
+        backend = get_backend(self, **options)
+        # From now on this process masks these credentials in every log line.
+        register_secrets(backend.secrets())
+        return backend
 
 
 class CreditTransaction(models.Model):
@@ -337,3 +344,23 @@ class TopUpIntent(models.Model):
     def reference(self) -> str:
         """The ledger reference of what this intent holds on its source."""
         return f"topup:{self.pk}"
+
+
+class SimulatorState(models.Model):
+    """One value of the simulator's state (balance, sent references, replies,
+    batches, opt-outs, lists), read and written through
+    :class:`providers.simulator_store.SimulatorStore`.
+
+    In the database rather than the cache: a bounded cache evicts entries,
+    and the simulator lost its balance and its crash-reconciliation records.
+    """
+
+    key = models.CharField(max_length=250, primary_key=True)
+    value = models.JSONField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "simulator state"
+
+    def __str__(self) -> str:
+        return self.key

@@ -7,7 +7,12 @@ class SmsofficeConfig(AppConfig):
     verbose_name = "smsoffice"
 
     def ready(self) -> None:
+        from smsoffice.logredact import install as install_log_redaction
         from smsoffice.roles import ensure_roles_after_migrate
+
+        # Every log record of the process, whichever logger and handler, is
+        # stripped of webhook tokens and credentials (smsoffice.logredact).
+        install_log_redaction()
 
         # Roles exist whenever the schema does: after every migrate, idempotently.
         # Not limited to one sender: permissions are created app by app, and the

@@ -7,18 +7,68 @@ environment (or a ``.env`` file beside ``manage.py``) through django-environ;
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-only-for-tests-and-make-run")
 DEBUG = env.bool("DEBUG", default=False)
+
+# Production (DEBUG off) refuses to start without a real SECRET_KEY: with the
+# repository's development key anyone could forge sessions and password-reset
+# links. Only DEBUG may fall back to it.
+DEV_SECRET_KEY = "insecure-dev-key-only-for-tests-and-make-run"
+_PLACEHOLDER_KEYS = {DEV_SECRET_KEY, "change-me", "changeme", "secret"}
+SECRET_KEY = env.str("SECRET_KEY", default="") or (DEV_SECRET_KEY if DEBUG else "")
+if not DEBUG and (
+    SECRET_KEY in _PLACEHOLDER_KEYS
+    or SECRET_KEY.startswith("django-insecure-")
+    or len(SECRET_KEY) < 32
+):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is missing, a placeholder or the development key, and DEBUG is off. "
+        "Set SECRET_KEY in the environment (or .env) to a long random string, e.g. the "
+        'output of: python -c "import secrets; print(secrets.token_urlsafe(50))". '
+        "For local development set DEBUG=True instead (make run does)."
+    )
+# --- Encryption of secrets at rest (smsoffice.secretbox) ----------------------
+# CREDENTIALS_KEYS: comma-separated Fernet keys; the first encrypts, all
+# decrypt (rotation: put a new key first, run `manage.py credentials_rotate`,
+# then drop the old one). Production refuses to start without one; DEBUG
+# alone falls back to a key derived from SECRET_KEY.
+CREDENTIALS_KEYS = env.list("CREDENTIALS_KEYS", default=[])
+if not CREDENTIALS_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "CREDENTIALS_KEYS is not set, and DEBUG is off: provider credentials are "
+            "encrypted with it. Set it to a Fernet key, made with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    CREDENTIALS_KEYS = [
+        base64.urlsafe_b64encode(
+            hashlib.sha256(f"smsoffice-dev-credentials:{SECRET_KEY}".encode()).digest()
+        ).decode()
+    ]
+for _position, _key in enumerate(CREDENTIALS_KEYS, 1):
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CREDENTIALS_KEYS: key {_position} is not a Fernet key (32 url-safe base64 "
+            "bytes, 44 characters). Make one with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        ) from None
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -33,6 +83,7 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "axes",
+    "csp",
     "smsoffice",
     "contacts",
     "providers",
@@ -41,6 +92,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -146,6 +198,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Where a login lands when its ``next`` is missing or foreign (refused by Django).
+LOGIN_REDIRECT_URL = "admin:index"
 
 # --- Login throttling (django-axes) ------------------------------------------
 # django-axes: maintained (Jazzband), stores attempts in the database (works
@@ -222,6 +276,25 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp). The admin and our templates load
+# scripts only from static files (no inline script), so scripts are 'self'
+# only; inline style attributes (used by the admin and import-export
+# templates) stay allowed, as a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 # --- Provider backends ---------------------------------------------------------
 # Like EMAIL_BACKEND: ProviderAccount.backend names a key here, the value is a
 # dotted path to an SmsBackend subclass. Add your own without touching code.
@@ -236,10 +309,23 @@ SMS_BACKENDS = {
 # (e.g. https://sms.example.com). Empty: built from the current request.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 
+# Every record is redacted when created (smsoffice.logredact, installed by
+# the smsoffice app): webhook tokens, authorization values, credentials. The
+# filter on the handler covers records made before that; django.server and
+# django-q are given that handler (they would otherwise bring their own).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact": {"()": "smsoffice.logredact.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console and mail_admins handlers are dropped: its records
+        # go to the root handler, which has the filter.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

@@ -687,10 +687,14 @@ class SmsBackend:
         return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every credential value replaced by ``***``."""
+        """``text`` with every credential value replaced by ``***``, and any
+        echoed Authorization value or webhook token too
+        (:func:`smsoffice.logredact.redact_text`)."""
+        from smsoffice.logredact import redact_text
+
         for secret in self.secrets():
             text = text.replace(secret, "***")
-        return text
+        return redact_text(text)
 
     # ----------------------------------------------------------------- HTTP
     @property

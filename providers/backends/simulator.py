@@ -9,8 +9,9 @@ Everything is deterministic under a seed: the outcome of a message, its
 delivery delay and whether (and what) its recipient replies depend only on
 ``seed`` and our reference. What changes over time (when a message went out,
 pauses, cancels, the simulated balance, pending replies, opt-outs, lists) is
-either encoded in the provider ref or kept in Django's cache, which the web
-process and every worker share; backends never touch models.
+either encoded in the provider ref or kept in the database
+(:mod:`providers.simulator_store`), which the web process and every worker
+share, and which never evicts.
 
 Knobs come from the account's credentials JSON (constructor options win), all
 optional::
@@ -265,7 +266,7 @@ def _segments(body: str) -> int:
 
 
 class SimulatorBackend(SmsBackend):
-    """A provider simulated in the cache; see the module docstring for knobs."""
+    """A provider simulated in the database; see the module docstring for knobs."""
 
     name = "simulator"
     capabilities = frozenset(Capability)
@@ -293,9 +294,11 @@ class SimulatorBackend(SmsBackend):
     # ------------------------------------------------------------- helpers
     @property
     def cache(self):
-        from django.core.cache import cache
+        # The state lives in the database (cache-shaped API): a cache would
+        # evict the balance and the references kept for crash reconciliation.
+        from providers.simulator_store import SimulatorStore
 
-        return cache
+        return SimulatorStore()
 
     def _key(self, *parts: Any) -> str:
         return ":".join(["smsoffice:sim", self.account_key or "default", *map(str, parts)])

@@ -48,6 +48,8 @@ from providers.backends.base import (
     parse_local_datetime,
     to_msisdn,
 )
+from smsoffice.logredact import register_secrets
+from smsoffice.secretbox import InvalidToken, decrypt_text, encrypt_text
 
 logger = logging.getLogger("providers.backends.thesmsworks")
 
@@ -170,6 +172,17 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _cached_token(value: Any) -> str | None:
+    """The token kept in the cache, or None when missing or unreadable (a
+    rotated key, or a plain value from before encryption: fetch a new one)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return decrypt_text(value)
+    except (InvalidToken, ValueError):
+        return None
+
+
 class TheSmsWorksBackend(SmsBackend):
     name = "thesmsworks"
     capabilities = frozenset(
@@ -195,6 +208,16 @@ class TheSmsWorksBackend(SmsBackend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._jwt: str | None = None
+
+    def secrets(self) -> list[str]:
+        """The stored credentials and the token obtained at run time (with and
+        without its ``JWT`` scheme), so a provider echoing the Authorization
+        header never leaks it into an error, a log line or ``raw_error``."""
+        values = set(super().secrets())
+        if self._jwt:
+            values.add(self._jwt)
+            values.add(self._jwt.split(" ", 1)[-1])
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
     # ------------------------------------------------------------ auth
     def _credentials(self) -> dict[str, str]:
@@ -232,7 +255,7 @@ class TheSmsWorksBackend(SmsBackend):
             cache.delete(key)
         if self._jwt:
             return self._jwt
-        token = cache.get(key)
+        token = _cached_token(cache.get(key))
         if not token:
             body = self.request("POST", "/auth/token", json_body=dict(creds), operation="auth")
             raw = _text(body.get("token")) if isinstance(body, Mapping) else ""
@@ -244,8 +267,11 @@ class TheSmsWorksBackend(SmsBackend):
                 )
             # The doc's token already starts with "JWT "; accept a bare one too.
             token = raw if raw.upper().startswith(("JWT ", "BEARER ")) else f"JWT {raw}"
-            cache.set(key, token, TOKEN_CACHE_SECONDS)
+            # Encrypted in the cache (a database table by default), like the
+            # credentials it stands for.
+            cache.set(key, encrypt_text(token), TOKEN_CACHE_SECONDS)
         self._jwt = token
+        register_secrets(self.secrets())
         return token
 
     def call(

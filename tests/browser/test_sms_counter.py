@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
@@ -52,7 +53,16 @@ def page(browser_settings):
             ],
         )
         try:
-            yield browser.new_page()
+            new_page = browser.new_page()
+            new_page.csp_violations = []
+            new_page.on(
+                "console",
+                lambda msg: (
+                    "Content Security Policy" in msg.text
+                    and new_page.csp_violations.append(msg.text)
+                ),
+            )
+            yield new_page
         finally:
             browser.close()
 
@@ -76,18 +86,14 @@ def test_counter_shows_ucs2_segments_and_highlights_the_offending_characters(
     assert "0 characters" in counter.inner_text()
 
     page.fill("#id_body", "Hello there")
-    page.wait_for_function(
-        "document.querySelector('.sms-counter').innerText.includes('11 characters')"
-    )
+    # Locator assertions, not wait_for_function: the page's CSP forbids eval.
+    expect(counter).to_contain_text("11 characters")
     assert counter.locator(".sms-counter-encoding").inner_text() == "GSM-7"
 
     # A curly apostrophe and an emoji: UCS-2; 70 units fit one SMS, so pad to two.
     text = f"We{CURLY}re open {EMOJI} " + "a" * 60
     page.fill("#id_body", text)
-    page.wait_for_function(
-        "document.querySelector('.sms-counter-encoding') && "
-        "document.querySelector('.sms-counter-encoding').innerText === 'UCS-2'"
-    )
+    expect(counter.locator(".sms-counter-encoding")).to_have_text("UCS-2")
     assert counter.locator(".sms-counter-segments").inner_text() == "2 SMS"
     assert f"{len(text)} characters" in counter.inner_text()
     marks = counter.locator("mark.sms-counter-bad")
@@ -99,6 +105,6 @@ def test_counter_shows_ucs2_segments_and_highlights_the_offending_characters(
     assert page.input_value("#id_body") == text
     page.click(".sms-counter-apply")
     assert page.input_value("#id_body") == f"We're open {EMOJI} " + "a" * 60
-    page.wait_for_function(
-        "document.querySelectorAll('.sms-counter mark.sms-counter-bad').length === 1"
-    )
+    expect(counter.locator("mark.sms-counter-bad")).to_have_count(1)
+    # The admin and the counter ran under the Content-Security-Policy untouched.
+    assert not page.csp_violations, page.csp_violations
