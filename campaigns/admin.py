@@ -87,7 +87,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(self.fieldsets)
         if obj is not None:
-            if obj.scheduled_at and obj.status != Campaign.Status.DRAFT:
+            if obj.schedule_time_zone and obj.scheduled_at:
                 # Read-only: only the confirmed Schedule action sets the time.
                 fieldsets.append(("Schedule", {"fields": ["schedule"]}))
             fieldsets.append(

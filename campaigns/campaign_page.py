@@ -281,6 +281,8 @@ class Chart:
     start: datetime | None
     end: datetime | None
     max_count: int
+    start_label: str = ""
+    end_label: str = ""
 
 
 @dataclass
@@ -371,13 +373,20 @@ def _chart(c: Campaign, now: datetime) -> Chart | None:
                 "total": cumulative[key][-1],
             }
         )
-    return Chart(width, height, series, start, end, top)
+    chart = Chart(width, height, series, start, end, top)
+    chart.start_label = format_when(start)
+    same_day = timezone.localtime(start).date() == timezone.localtime(end).date()
+    chart.end_label = f"{timezone.localtime(end):%H:%M:%S}" if same_day else format_when(end)
+    if same_day and end - start < timedelta(hours=1):
+        chart.start_label += f":{timezone.localtime(start):%S}"
+    return chart
 
 
 def _failures(c: Campaign) -> list[dict]:
+    """Failures grouped by the provider's own words (code and text), biggest first."""
     rows = (
         Message.objects.filter(campaign_id=c.pk, status__in=list(MESSAGE_FAILED))
-        .values("status", "error_code", "status_reason")
+        .values("status", "error_code", "raw_error")
         .annotate(n=Count("id"))
         .order_by("-n")[:12]
     )
@@ -385,7 +394,7 @@ def _failures(c: Campaign) -> list[dict]:
         {
             "status": S(r["status"]).label,
             "code": r["error_code"],
-            "reason": r["status_reason"] or "(the provider gave no reason)",
+            "reason": r["raw_error"] or "(the provider gave no reason)",
             "n": r["n"],
         }
         for r in rows
@@ -502,5 +511,6 @@ def format_when(value: datetime | None, *, zone: str | None = None, with_zone: b
     local = value.astimezone(tz)
     text = f"{local.day} {local:%b %Y, %H:%M}"
     if with_zone:
-        text += f" {local:%Z} ({tz.key})" if hasattr(tz, "key") else f" {local:%Z}"
+        abbreviation, name = local.strftime("%Z"), getattr(tz, "key", "")
+        text += f" {abbreviation}" + (f" ({name})" if name and name != abbreviation else "")
     return text
