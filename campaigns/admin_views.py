@@ -46,7 +46,9 @@ def measure_view(request: HttpRequest) -> JsonResponse:
     POST form fields: ``text`` (required), and optionally ``account`` (id:
     adds that provider's length limits), ``template`` (id: its defaults make
     names known) or ``defaults`` (JSON text of the template being edited).
-    Answers :meth:`SmsMeasure.as_dict` plus ``suggestion`` (the "make it
+    An empty ``text`` with a ``template`` measures the template's body
+    (what would be sent) and says so with ``source: "template"``.
+    Answers :meth:`SmsMeasure.as_dict` plus ``source``, ``suggestion`` (the "make it
     GSM" proposal, or null), ``placeholders``, ``template_errors`` and
     ``problems`` (provider limits). Staff who may write campaigns or
     templates only (the admin site wraps it for login and CSRF).
@@ -54,16 +56,27 @@ def measure_view(request: HttpRequest) -> JsonResponse:
     if not any(request.user.has_perm(p) for p in BODY_PERMISSIONS):
         raise PermissionDenied("You may not write campaigns or templates.")
     text = request.POST.get("text", "")
+    template_id = _int(request.POST.get("template"))
+    source = "text"
+    if not text.strip() and template_id is not None:
+        # An empty campaign body sends the template's text: count that, not "0 characters".
+        template_body = MessageTemplate.objects.filter(pk=template_id).values_list(
+            "body", flat=True
+        )
+        if template_body:
+            text, source = template_body[0], "template"
     if len(text) > MAX_MEASURE_LENGTH:
         return JsonResponse(
             {"error": f"The text is over {MAX_MEASURE_LENGTH} characters: shorten it."}, status=400
         )
     m = measure(text)
     data = m.as_dict()
-    data["suggestion"] = suggest_gsm_replacements(text).as_dict() if m.non_gsm else None
+    # A "make it GSM" proposal edits the body field: none for the template's text.
+    offer = m.non_gsm and source == "text"
+    data["suggestion"] = suggest_gsm_replacements(text).as_dict() if offer else None
+    data["source"] = source
 
     defaults: dict = {}
-    template_id = _int(request.POST.get("template"))
     if template_id is not None:
         template = MessageTemplate.objects.filter(pk=template_id).first()
         defaults = dict(template.defaults or {}) if template is not None else {}

@@ -318,3 +318,29 @@ def test_403_and_404_are_styled_with_a_way_back(client, account):
     html = missing.content.decode()
     assert 'id="site-name"' in html and "Go back" in html
     assert 'href="/admin/">Go back' in html  # no referer: home
+
+
+def test_the_counter_measures_the_template_when_the_body_is_empty(client, operator):
+    from campaigns.models import MessageTemplate
+
+    client.force_login(operator)
+    template = MessageTemplate.objects.create(name="Promo", body="Hello there, 20% off today")
+    data = client.post(
+        reverse("admin:campaigns_campaign_measure"), {"text": "", "template": template.pk}
+    ).json()
+    assert data["characters"] == len(template.body) and data["segments"] == 1
+    assert data["source"] == "template"
+    typed = client.post(
+        reverse("admin:campaigns_campaign_measure"), {"text": "Hi", "template": template.pk}
+    ).json()
+    assert (typed["characters"], typed["source"]) == (2, "text")
+
+
+def test_the_messages_and_replies_links_open_filtered_lists(client, superuser, account):
+    client.force_login(superuser)
+    campaign = make_campaign(account=account, phones=new_phones(1))
+    html = client.get(change_url(campaign)).content.decode()
+    for name in ("message", "inboundmessage"):
+        url = reverse(f"admin:campaigns_{name}_changelist") + f"?campaign__id__exact={campaign.pk}"
+        assert url in html
+        assert client.get(url).status_code == 200
