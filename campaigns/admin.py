@@ -234,10 +234,27 @@ class InboundMessageAdmin(admin.ModelAdmin):
         return False
 
 
+class EventActionFilter(admin.SimpleListFilter):
+    title = "what"
+    parameter_name = "action"
+
+    def lookups(self, request, model_admin):
+        actions = CampaignEvent.objects.order_by().values_list("action", flat=True).distinct()
+        return sorted(((a, event_label(a)) for a in actions), key=lambda pair: pair[1])
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
 @admin.register(CampaignEvent)
 class CampaignEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "campaign", "action", "from_status", "to_status", "user"]
-    list_filter = ["action"]
+    """The audit trail of every campaign, in words (codes only in the filter's URL)."""
+
+    list_display = ["when", "campaign", "what", "change", "user", "detail"]
+
+    def get_list_filter(self, request):
+        return [EventActionFilter]
+
     search_fields = ["campaign__name", "detail"]
     list_select_related = ["campaign", "user"]
 
@@ -252,3 +269,7 @@ class CampaignEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    when = CampaignEventInline.when
+    what = CampaignEventInline.what
+    change = CampaignEventInline.change

@@ -344,3 +344,14 @@ def test_the_messages_and_replies_links_open_filtered_lists(client, superuser, a
         url = reverse(f"admin:campaigns_{name}_changelist") + f"?campaign__id__exact={campaign.pk}"
         assert url in html
         assert client.get(url).status_code == 200
+
+
+def test_the_audit_trail_reads_in_words(client, superuser, account, enqueued):
+    client.force_login(superuser)
+    campaign = make_campaign(account=account, phones=new_phones(1))
+    campaign_send_now(campaign=campaign, user=superuser)
+    html = client.get(reverse("admin:campaigns_campaignevent_changelist")).content.decode()
+    assert "Sent now" in html and "Draft → Scheduled" in html
+    assert "send_now draft" not in html
+    page = client.get(change_url(campaign)).content.decode()
+    assert "Sent now" in page and "Draft → Scheduled" in page
