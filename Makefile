@@ -44,6 +44,7 @@ format: $(VENV)/.installed
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/quote.py
 	$(PY) benchmarks/campaign.py
+	$(PY) benchmarks/campaign_page.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

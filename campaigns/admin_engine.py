@@ -11,53 +11,33 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from campaigns.forms import ScheduleForm
 from campaigns.models import Campaign, Message
 from campaigns.services import (
     ALLOWED_FROM,
-    allowed_operations,
     campaign_cancel,
     campaign_pause,
+    campaign_resend_failed,
     campaign_resume,
     campaign_schedule,
     campaign_send_now,
+    cancel_impact,
     messages_resolve_unknown,
+    resend_preview,
 )
 
 SEND_PERMISSION = "campaigns.send_campaign"
 
 #: Campaign fields frozen once a campaign left draft (what was quoted is sent).
 CONTENT_FIELDS = ("account", "sender", "template", "body", "lists", "extra_numbers", "scheduled_at")
-
-BUTTONS = {
-    "send_now": "Send now…",
-    "schedule": "Schedule…",
-    "pause": "Pause",
-    "resume": "Resume",
-    "cancel": "Cancel campaign",
-}
-
-
-class ScheduleForm(forms.Form):
-    when = forms.DateTimeField(
-        label="Send at",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
-        help_text="In the time zone %(tz)s.",
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["when"].help_text = f"Time zone: {timezone.get_current_timezone_name()}."
 
 
 def _confirmed(request, campaign: Campaign) -> dict | None:
@@ -131,35 +111,19 @@ class CampaignEngineAdminMixin:
                 wrap(require_POST(self.operate_view)),
                 name="campaigns_campaign_operate",
             ),
+            # After operate/: "<path:object_id>" would swallow "<id>/operate".
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name="campaigns_campaign_cancel",
+            ),
+            path(
+                "<path:object_id>/resend/",
+                wrap(self.resend_view),
+                name="campaigns_campaign_resend",
+            ),
         ]
         return urls + super().get_urls()
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = dict(extra_context or {})
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None:
-            may_send = self.has_send_permission(request)
-            extra_context["engine"] = {
-                "may_send": may_send,
-                "buttons": [
-                    {
-                        "operation": op,
-                        "label": BUTTONS[op],
-                        "url": self._operation_url(obj, op),
-                        "post": op not in ("send_now", "schedule"),
-                    }
-                    for op in (allowed_operations(obj) if may_send else [])
-                ],
-                "progress": _progress(obj),
-            }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _operation_url(self, obj: Campaign, operation: str) -> str:
-        if operation == "send_now":
-            return reverse("admin:campaigns_campaign_send", args=[obj.pk])
-        if operation == "schedule":
-            return reverse("admin:campaigns_campaign_schedule", args=[obj.pk])
-        return reverse("admin:campaigns_campaign_operate", args=[obj.pk, operation])
 
     def _change_url(self, obj: Campaign) -> str:
         return reverse("admin:campaigns_campaign_change", args=[obj.pk])
@@ -186,7 +150,8 @@ class CampaignEngineAdminMixin:
     def operate_view(self, request, object_id, operation):
         self._require_send(request)
         obj = self._get_or_404(request, object_id)
-        if operation not in ("pause", "resume", "cancel"):
+        # Cancel goes through its confirmation page (cancel_view).
+        if operation not in ("pause", "resume"):
             raise PermissionDenied(f"Unknown operation {operation!r}.")
         self._run(request, [obj], operation)
         return HttpResponseRedirect(self._change_url(obj))
@@ -208,9 +173,69 @@ class CampaignEngineAdminMixin:
     def action_resume(self, request, queryset):
         self._run(request, list(queryset), "resume")
 
-    @admin.action(description="Cancel selected campaigns", permissions=["send"])
+    @admin.action(description="Cancel selected campaigns…", permissions=["send"])
     def action_cancel(self, request, queryset):
-        self._run(request, list(queryset), "cancel")
+        return self._confirm_cancel(request, list(queryset), back=None)
+
+    def cancel_view(self, request, object_id):
+        self._require_send(request)
+        obj = self._get_or_404(request, object_id)
+        return self._confirm_cancel(request, [obj], back=self._change_url(obj))
+
+    def _confirm_cancel(self, request, campaigns: list[Campaign], *, back: str | None):
+        """Cancel asks first: what stops, what is released, what stays charged."""
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            self._run(request, campaigns, "cancel")
+            return HttpResponseRedirect(back) if back else None
+        rows = []
+        for campaign in campaigns:
+            row = {"campaign": campaign, "refusal": ""}
+            if campaign.status not in ALLOWED_FROM["cancel"]:
+                row["refusal"] = (
+                    f"It is {campaign.get_status_display().lower()}: it will not be changed."
+                )
+            else:
+                row["impact"] = cancel_impact(campaign)
+            rows.append(row)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel campaign?" if len(campaigns) == 1 else "Cancel campaigns?",
+            "rows": rows,
+            "actionable": any(not r["refusal"] for r in rows),
+            "opts": self.model._meta,
+            "back": back,
+            "action_name": request.POST.get("action", ""),
+            "selected": [c.pk for c in campaigns],
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm_cancel.html", context)
+
+    def resend_view(self, request, object_id):
+        """Send again to the temporary failures, as a new draft campaign."""
+        self._require_send(request)
+        obj = self._get_or_404(request, object_id)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                new = campaign_resend_failed(campaign=obj, user=request.user)
+            except ValidationError as exc:
+                self.message_user(request, _error_text(exc), messages.ERROR)
+                return HttpResponseRedirect(self._change_url(obj))
+            self.message_user(
+                request,
+                f'Created the draft "{new}" for {new.extra_numbers.count(chr(10)) + 1:,} '
+                "recipient(s). Check it, then send or schedule it.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(self._change_url(new))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send again to temporary failures?",
+            "campaign": obj,
+            "resend": resend_preview(obj),
+            "opts": self.model._meta,
+            "back": self._change_url(obj),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm_resend.html", context)
 
     # ------------------------------------------------------------ plumbing
     def _run(self, request, campaigns: list[Campaign], operation: str, **kwargs) -> int:
@@ -255,12 +280,19 @@ class CampaignEngineAdminMixin:
         """The confirmation page of send/schedule; on confirm, runs them."""
         from campaigns.quote import campaign_quote
 
-        form = ScheduleForm(request.POST if request.POST.get("confirm") else None)
+        default_zone = campaigns[0].account.time_zone if campaigns else ""
+        form = ScheduleForm(
+            request.POST if request.POST.get("confirm") else None, default_zone=default_zone
+        )
         if request.method == "POST" and request.POST.get("confirm") == "yes":
             if operation == "schedule" and not form.is_valid():
                 pass  # shown again below with the errors
             else:
-                kwargs = {"when": form.cleaned_data["when"]} if operation == "schedule" else {}
+                kwargs = (
+                    {"when": form.cleaned_data["when"], "time_zone": form.cleaned_data["time_zone"]}
+                    if operation == "schedule"
+                    else {}
+                )
                 self._run(request, campaigns, operation, **kwargs)
                 if back:
                     return HttpResponseRedirect(back)
@@ -291,25 +323,6 @@ class CampaignEngineAdminMixin:
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_send.html", context)
-
-
-def _progress(campaign: Campaign) -> dict:
-    total = campaign.recipients_total
-    done = total - campaign.queued_count
-    return {
-        "total": total,
-        "done": done,
-        "percent": round(100 * done / total) if total else 0,
-        "queued": campaign.queued_count,
-        "sent": campaign.sent_count,
-        "delivered": campaign.delivered_count,
-        "failed": campaign.failed_count,
-        "skipped": campaign.skipped_count,
-        "cancelled": campaign.cancelled_count,
-        "unknown": campaign.unknown_count,
-        "next_dispatch_at": campaign.next_dispatch_at,
-        "reason": campaign.status_reason,
-    }
 
 
 class MessageEngineAdminMixin:

@@ -1,10 +1,16 @@
-"""Admin forms for message bodies: the live SMS counter widget and the
-template checks that refuse unknown placeholders when saving."""
+"""Admin forms: message bodies (the live SMS counter widget and the template
+checks that refuse unknown placeholders when saving) and the schedule time."""
 
 from __future__ import annotations
 
+import zoneinfo
+from datetime import UTC
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign, MessageTemplate
 from campaigns.templating import template_errors, validate_defaults
@@ -79,4 +85,65 @@ class CampaignForm(forms.ModelForm):
         if sender and account is not None:
             for error in check_sender(account.backend, sender):
                 self.add_error("sender", error)
+        return cleaned
+
+
+class _LocalDateTimeField(forms.DateTimeField):
+    """A date and time as typed, without a zone: the form adds the zone picked
+    beside it (the stock field would read it in the server's zone)."""
+
+    def to_python(self, value):
+        with timezone.override(UTC):
+            result = super().to_python(value)
+        return result.replace(tzinfo=None) if result is not None else None
+
+
+@lru_cache(maxsize=1)
+def _zone_choices() -> list[tuple[str, str]]:
+    names = sorted(
+        z
+        for z in zoneinfo.available_timezones()
+        if "/" in z and not z.startswith(("Etc/", "SystemV/"))
+    )
+    return [(z, z.replace("_", " ")) for z in [*names, "UTC"]]
+
+
+class ScheduleForm(forms.Form):
+    """The time of the confirmed Schedule action, in a zone the person picks
+    (the account's by default). ``cleaned_data["when"]`` is aware."""
+
+    when = _LocalDateTimeField(
+        label="Send at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        required=False,  # empty: the default zone (the account's)
+        help_text="The time above is read in this zone, and shown in it afterwards.",
+    )
+
+    def __init__(self, *args, default_zone: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = _zone_choices()
+        self.default_zone = default_zone or timezone.get_default_timezone_name()
+        self.fields["time_zone"].initial = self.default_zone
+
+    def clean_time_zone(self) -> str:
+        return self.cleaned_data.get("time_zone") or self.default_zone
+
+    def clean(self):
+        cleaned = super().clean()
+        when, name = cleaned.get("when"), cleaned.get("time_zone")
+        if when is None or not name:
+            return cleaned
+        zone = ZoneInfo(name)
+        aware = when.replace(tzinfo=zone)
+        if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != when:
+            raise forms.ValidationError(
+                f"{when:%d %b %Y %H:%M} does not exist in {name} (the clocks go forward "
+                "then): pick another time.",
+                code="nonexistent",
+            )
+        cleaned["when"] = aware
         return cleaned

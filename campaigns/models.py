@@ -64,6 +64,8 @@ class Campaign(models.Model):
         blank=True, help_text="More numbers, one per line or separated by commas."
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Set only by the confirmed Schedule action; pages show the time in it.
+    schedule_time_zone = models.CharField(max_length=64, blank=True, editable=False)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True
     )

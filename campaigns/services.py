@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from campaigns.counters import counters_move
@@ -33,6 +34,9 @@ from campaigns.dispatch import (
 )
 from campaigns.models import Campaign, CampaignEvent, Message
 from campaigns.states import (
+    FINAL,
+    MESSAGE_FAILED,
+    MESSAGE_TEMPORARY_FAILURE,
     PERSON_ACTIONS,
     TRANSITIONS,
     CampaignError,
@@ -106,7 +110,7 @@ def _quote_for_sending(campaign: Campaign, confirmed_quote):
 
 
 def _reserve_and_schedule(
-    campaign: Campaign, *, user, when: datetime, confirmed_quote, action: str
+    campaign: Campaign, *, user, when: datetime, confirmed_quote, action: str, time_zone: str = ""
 ) -> Campaign:
     # Quote outside the lock (it reads every recipient), then check again
     # under the lock that nobody sent or scheduled it meanwhile.
@@ -123,7 +127,11 @@ def _reserve_and_schedule(
             )
         _check(locked, action)
         from_status = locked.status
-        fields: dict = {"status": C.SCHEDULED, "scheduled_at": when, "status_reason": ""}
+        fields: dict = {
+            "scheduled_at": when,
+            "schedule_time_zone": time_zone,
+            "status_reason": "",
+        }
         if from_status == C.DRAFT:
             account = locked.account
             if quote.credits_needed > 0:
@@ -147,8 +155,7 @@ def _reserve_and_schedule(
                 f"{'now' if when <= timezone.now() else when.isoformat()}."
             )
         else:
-            detail = f"Rescheduled to {when.isoformat()}."
-        fields.pop("status")
+            detail = f"Rescheduled to {when.isoformat()}{f' ({time_zone})' if time_zone else ''}."
         campaign_transition(campaign=locked, action=action, user=user, detail=detail, fields=fields)
         enqueue_dispatch(locked.pk, at=when)
     campaign.refresh_from_db()
@@ -169,10 +176,12 @@ def campaign_send_now(*, campaign: Campaign, user, confirmed_quote=None) -> Camp
 
 
 def campaign_schedule(
-    *, campaign: Campaign, user, when: datetime, confirmed_quote=None
+    *, campaign: Campaign, user, when: datetime, confirmed_quote=None, time_zone: str = ""
 ) -> Campaign:
     """Draft → scheduled at ``when`` (reserving like send now), or move the
-    time of a campaign already scheduled. ``when`` must be in the future."""
+    time of a campaign already scheduled. ``when`` must be in the future.
+    ``time_zone`` (IANA name) is the zone the person picked: pages show the
+    time in it."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule time needs a time zone (an aware datetime).", code="when")
     if when <= timezone.now() + timedelta(seconds=30):
@@ -181,8 +190,20 @@ def campaign_schedule(
             "time or use Send now.",
             code="when",
         )
+    if time_zone:
+        from campaigns.quiet_hours import zone
+
+        try:
+            zone(time_zone)
+        except ValidationError as exc:
+            raise CampaignError(exc.messages[0], code="time_zone") from None
     return _reserve_and_schedule(
-        campaign, user=user, when=when, confirmed_quote=confirmed_quote, action="schedule"
+        campaign,
+        user=user,
+        when=when,
+        confirmed_quote=confirmed_quote,
+        action="schedule",
+        time_zone=time_zone,
     )
 
 
@@ -277,6 +298,82 @@ def campaign_cancel(*, campaign: Campaign, user, reason: str = "") -> Campaign:
         )
     campaign.refresh_from_db()
     return campaign
+
+
+def cancel_impact(campaign: Campaign) -> dict:
+    """What cancelling ``campaign`` now would do, for its confirmation page."""
+    planned = campaign.planned
+    recipients = int((campaign.confirmed_quote or {}).get("recipients") or 0)
+    return {
+        "queued": campaign.queued_count if planned else recipients,
+        "planned": planned,
+        "release": campaign.credits_reserved,
+        "at_provider": campaign.sent_count,
+        "delivered": campaign.delivered_count,
+        "charged": campaign.credits_charged,
+        "sending": campaign.status == C.SENDING,
+    }
+
+
+def resend_preview(campaign: Campaign) -> dict:
+    """Who a resend to the temporary failures of ``campaign`` would reach."""
+    counts = dict(
+        Message.objects.filter(campaign_id=campaign.pk, status__in=list(MESSAGE_FAILED))
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    temporary = sum(counts.get(s, 0) for s in MESSAGE_TEMPORARY_FAILURE)
+    return {
+        "temporary": temporary,
+        "by_status": {S(s).label: n for s, n in counts.items() if s in MESSAGE_TEMPORARY_FAILURE},
+        "refused": sum(n for s, n in counts.items() if s not in MESSAGE_TEMPORARY_FAILURE),
+    }
+
+
+def campaign_resend_failed(*, campaign: Campaign, user) -> Campaign:
+    """A new draft campaign to the recipients of ``campaign`` whose message
+    failed temporarily (undelivered, expired), with the same account, sender
+    and body. Refusals (rejected, failed) are left out: they would fail
+    again. Nothing is sent or reserved: the draft goes through the usual
+    quote and confirmation (which also drops numbers opted out meanwhile).
+    Only a campaign in a final state can be resent from."""
+    if campaign.status not in FINAL:
+        raise CampaignError(
+            f'"{campaign.name}" is {campaign.get_status_display().lower()}: wait until it has '
+            "finished (or cancel it) before sending again to its failures.",
+            code="state",
+        )
+    phones = list(
+        Message.objects.filter(
+            campaign_id=campaign.pk, status__in=list(MESSAGE_TEMPORARY_FAILURE)
+        ).values_list("phone", flat=True)
+    )
+    if not phones:
+        raise CampaignError(
+            f'"{campaign.name}" has no temporary failures (undelivered or expired) to send '
+            "again to.",
+            code="empty",
+        )
+    with transaction.atomic():
+        new = Campaign.objects.create(
+            name=f"{campaign.name} — again to {len(phones):,} temporary failures"[:200],
+            account=campaign.account,
+            sender=campaign.sender,
+            template=campaign.template,
+            body=campaign.body,
+            extra_numbers="\n".join(phones),
+            created_by=user if getattr(user, "pk", None) else None,
+        )
+        _event(
+            campaign,
+            "resend_failed",
+            from_status=campaign.status,
+            to_status=campaign.status,
+            user=user,
+            detail=f"Draft #{new.pk} created for {len(phones)} temporary failure(s).",
+        )
+    return new
 
 
 RESOLUTIONS = {"sent": S.SENT, "failed": S.FAILED, "requeue": S.QUEUED}

@@ -37,6 +37,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignEvent, Message
 
@@ -266,5 +267,18 @@ def status_display(campaign: Campaign) -> StatusDisplay:
         if awaiting:
             return StatusDisplay(f"{label} — awaiting {receipts}", "bad", False)
         return StatusDisplay(label, "bad", True)
+    if status == C.SCHEDULED and is_due(campaign):
+        return StatusDisplay("Starting", "active", False)
     tone = {C.DRAFT: "draft", C.PAUSED: "waiting"}.get(status, "active")
     return StatusDisplay(str(C(status).label), tone, False)
+
+
+def is_due(campaign: Campaign) -> bool:
+    """A scheduled campaign whose time has come (the engine starts it)."""
+    return campaign.scheduled_at is None or campaign.scheduled_at <= timezone.now()
+
+
+def campaign_deletable(campaign: Campaign) -> bool:
+    """Only a draft with no history can be deleted: once sent, scheduled or
+    cancelled its audit trail and ledger rows must stay."""
+    return campaign.status == C.DRAFT and not campaign.events.exists()

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from smsoffice import error_pages
+
 admin.site.site_header = "smsoffice"
 admin.site.site_title = "smsoffice"
 admin.site.index_title = "SMS back office"
@@ -11,3 +13,7 @@ urlpatterns = [
     path("hooks/", include("campaigns.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Styled inside the admin look, with a way back (templates/403.html, 404.html).
+handler403 = error_pages.permission_denied
+handler404 = error_pages.page_not_found

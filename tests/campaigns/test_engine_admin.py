@@ -88,7 +88,7 @@ def test_full_lifecycle_through_the_admin_on_the_simulator(
     campaign_dispatch(campaign_id=campaign.pk, max_batches=1)
     page = client.get(change_url(campaign))
     html = page.content.decode()
-    assert "50 of 120 handled" in html
+    assert "50 of 120 recipients" in html
     assert reverse("admin:campaigns_campaign_operate", args=[campaign.pk, "pause"]) in html
     client.post(reverse("admin:campaigns_campaign_operate", args=[campaign.pk, "pause"]))
     campaign.refresh_from_db()
@@ -121,10 +121,10 @@ def test_full_lifecycle_through_the_admin_on_the_simulator(
     assert_books_balance(account)
     assert_campaign_consistent(campaign)
 
-    # Cancelling a finished campaign is refused with a message, not a crash.
+    # Cancelling a finished campaign is refused on the confirmation page, not a crash.
     refused = action(client, "action_cancel", [campaign])
     assert refused.status_code == 200
-    assert any("was not changed: it is completed" in t for t in texts(refused))
+    assert "It is completed: it will not be changed." in refused.content.decode()
     assert list(
         CampaignEvent.objects.filter(campaign=campaign)
         .order_by("id")

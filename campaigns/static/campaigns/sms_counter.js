@@ -71,6 +71,9 @@
       )
     );
     box.appendChild(summary);
+    if (data.source === "template") {
+      box.appendChild(el("div", "sms-counter-note", "The body is empty: this counts the chosen template's text."));
+    }
 
     if (data.placeholders && data.placeholders.length) {
       box.appendChild(
