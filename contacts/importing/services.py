@@ -522,12 +522,15 @@ def _report_duplicates(job: ImportJob) -> None:
 
 
 def _delete_in_chunks(queryset) -> None:
+    """Delete ``queryset`` (rows without dependants) 10,000 rows per transaction."""
+    queryset = queryset.order_by("id")
     while True:
-        ids = list(queryset.values_list("id", flat=True)[: CHUNK_ROWS * 5])
-        if not ids:
-            return
+        last = list(queryset.values_list("id", flat=True)[CHUNK_ROWS * 5 : CHUNK_ROWS * 5 + 1])
         with transaction.atomic():
-            queryset.model.objects.filter(id__in=ids).delete()
+            if not last:
+                queryset._raw_delete(queryset.db)
+                return
+            queryset.filter(id__lte=last[0])._raw_delete(queryset.db)
 
 
 def _drop_files(job: ImportJob) -> None:
@@ -682,6 +685,10 @@ class _Applier:
             ImportChange, ["job_id", "contact_id", "created", "previous", "lists_added"]
         )
         self.json_field = Contact._meta.get_field("custom_fields")
+        self.lookup_sql = (
+            f"SELECT {qn('phone')}, {qn('first_name')}, {qn('last_name')}, {qn('email')}, "
+            f"{qn('custom_fields')} FROM {table} WHERE {qn('phone')} IN ({{}})"
+        )
 
     def next_chunk(self) -> bool:
         cursor_before = (
@@ -709,12 +716,13 @@ class _Applier:
 
     def apply(self, rows: list[tuple]) -> None:
         phones = [row[1] for row in rows]
-        existing = {
-            phone: (first, last, email, custom)
-            for phone, first, last, email, custom in Contact.objects.filter(
-                phone__in=phones
-            ).values_list("phone", "first_name", "last_name", "email", "custom_fields")
-        }
+        existing = {}
+        with connection.cursor() as cursor:
+            # Raw: the ORM's IN lookup prepares each of the 2,000 values in Python.
+            cursor.execute(self.lookup_sql.format(", ".join(["%s"] * len(phones))), phones)
+            for phone, first, last, email, custom in cursor.fetchall():
+                custom = self.json_field.from_db_value(custom, None, connection)
+                existing[phone] = (first, last, email, custom)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         params: list = []
         previous: dict[str, str] = {}
@@ -728,17 +736,20 @@ class _Applier:
             file_values = {"first_name": first, "last_name": last, "email": email}
             for column in self.columns:
                 values[column] = file_values[column]
-            if self.custom and custom_text:
-                values["custom_fields"] = {
-                    **(values["custom_fields"] or {}),
-                    **json.loads(custom_text),
-                }
+            custom = values["custom_fields"] or {}
+            if not (self.custom and custom_text):
+                custom_json = json.dumps(custom, ensure_ascii=False) if custom else "{}"
+            elif not custom:
+                custom_json = custom_text  # already a JSON object: no need to parse it
+            else:
+                custom_json = json.dumps({**custom, **json.loads(custom_text)}, ensure_ascii=False)
+            # JSON as text: SQLite stores it, PostgreSQL casts the literal to jsonb.
             params += [
                 phone,
                 values["first_name"],
                 values["last_name"],
                 values["email"],
-                self.json_field.get_db_prep_save(values["custom_fields"] or {}, connection),
+                custom_json,
                 now,
                 now,
             ]
