@@ -116,7 +116,8 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
         if request.method == "GET":
             obj = self.get_object(request, unquote(object_id))
             if obj is not None and self.has_view_or_change_permission(request, obj):
-                extra_context.update(campaign_quote_context(obj))
+                refresh = request.GET.get("quote") == "refresh"
+                extra_context.update(campaign_quote_context(obj, refresh=refresh))
         return super().change_view(request, object_id, form_url, extra_context)
 
 
