@@ -44,6 +44,8 @@ format: $(VENV)/.installed
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/quote.py
 	$(PY) benchmarks/campaign.py
+	$(PY) benchmarks/import.py
+	$(PY) benchmarks/admin.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis
