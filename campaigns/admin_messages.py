@@ -219,7 +219,8 @@ class BigTableAdminMixin:
     show_full_result_count = False
     show_facets = ShowFacets.NEVER
     sortable_by = ()
-    list_per_page = 100
+    # Compact: 50 rows render in half the time of 100; 200 pages reach the bound.
+    list_per_page = 50
     ordering = ["-id"]
 
     @property
