@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import BinaryIO
 
 from django.conf import settings
@@ -45,6 +46,10 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 FILE_CHUNK = 1024 * 1024
 #: One apply task stops after this many seconds and queues the next one.
 APPLY_SLICE = 60.0
+#: The staging task reads a whole file (50 MB at most) in one run.
+STAGE_TIMEOUT = 900
+#: A job in a step that has not moved for this long has lost its worker.
+STALE_AFTER = timedelta(minutes=10)
 
 
 def max_upload_bytes() -> int:
@@ -130,7 +135,10 @@ def _enqueue(task: str, job_id: int) -> None:
 def _async(task: str, job_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task(task, job_id, task_name=f"contact import {job_id}", group=f"import-{job_id}")
+    options = {"timeout": STAGE_TIMEOUT} if task.endswith(".stage_import") else {}
+    async_task(
+        task, job_id, task_name=f"contact import {job_id}", group=f"import-{job_id}", **options
+    )
 
 
 @contextmanager
@@ -265,7 +273,9 @@ def import_cancel(*, job: ImportJob, user) -> ImportJob:
 
     Queued or checked: cancelled at once (staged rows dropped by a task).
     Being read or applied: the worker stops at its next chunk and undoes
-    what it applied. A finished import cannot be cancelled.
+    what it applied; a job that has not moved for :data:`STALE_AFTER` lost
+    its worker, and is cancelled (or undone by a new task) all the same. A
+    finished import cannot be cancelled.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -275,8 +285,21 @@ def import_cancel(*, job: ImportJob, user) -> ImportJob:
             cancel_requested=True,
             updated_at=now,
             finished_at=now,
+        ) or ImportJob.objects.filter(
+            pk=job.pk, status=S.STAGING, updated_at__lt=now - STALE_AFTER
+        ).update(
+            status=S.CANCELLED,
+            status_detail="Cancelled (its worker had stopped): nothing was imported.",
+            cancel_requested=True,
+            updated_at=now,
+            finished_at=now,
         ):
             _enqueue("contacts.importing.tasks.clean_import", job.pk)
+        elif ImportJob.objects.filter(
+            pk=job.pk, status=S.APPLYING, updated_at__lt=now - STALE_AFTER
+        ).update(cancel_requested=True, updated_at=now):
+            # Its worker is gone: a new apply task sees the cancel and undoes.
+            _enqueue("contacts.importing.tasks.apply_import", job.pk)
         elif not ImportJob.objects.filter(pk=job.pk, status__in=[S.STAGING, S.APPLYING]).update(
             cancel_requested=True, updated_at=now
         ):

@@ -298,3 +298,12 @@ def test_issue_report_is_capped_per_chunk_not_held_in_memory(monkeypatch):
     job = stage(b"phone\n" + b"bad\n" * 23)
     assert job.status == S.INVALID
     assert ImportIssue.objects.filter(job=job).count() == job.issues_total == 23
+
+
+def test_a_job_whose_worker_stopped_can_still_be_cancelled():
+    job = services.import_create(upload=upload(b"phone\n0400123456\n"), user=None)
+    old = job.updated_at - services.STALE_AFTER * 2
+    ImportJob.objects.filter(pk=job.pk).update(status=S.STAGING, updated_at=old)
+    job = import_cancel(job=job, user=None)
+    assert job.status == S.CANCELLED
+    assert "worker had stopped" in job.status_detail
