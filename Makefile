@@ -45,6 +45,8 @@ benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/quote.py
 	$(PY) benchmarks/campaign.py
 	$(PY) benchmarks/campaign_page.py
+	$(PY) benchmarks/import.py
+	$(PY) benchmarks/admin.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

@@ -180,7 +180,8 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
             obj = self.get_object(request, unquote(object_id))
             if obj is not None and self.has_view_or_change_permission(request, obj):
                 obj = Campaign.objects.select_related("account").get(pk=obj.pk)
-                extra_context.update(campaign_quote_context(obj))
+                refresh = request.GET.get("quote") == "refresh"
+                extra_context.update(campaign_quote_context(obj, refresh=refresh))
                 extra_context.update(
                     campaign_page_context(request, obj, may_send=self.has_send_permission(request))
                 )

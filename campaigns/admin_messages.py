@@ -27,13 +27,16 @@ from collections.abc import Iterator
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from campaigns.admin_engine import MessageEngineAdminMixin
 from campaigns.models import Campaign, InboundMessage, Message
@@ -216,7 +219,8 @@ class BigTableAdminMixin:
     show_full_result_count = False
     show_facets = ShowFacets.NEVER
     sortable_by = ()
-    list_per_page = 100
+    # Compact: 50 rows render in half the time of 100; 200 pages reach the bound.
+    list_per_page = 50
     ordering = ["-id"]
 
     @property
@@ -237,6 +241,18 @@ class BigTableAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        # The same markup as Django's, without rendering a form widget
+        # template per row (a third of the page's time at 100 rows).
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            str(obj),
+        )
 
 
 class MessageAdmin(

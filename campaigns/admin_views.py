@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from campaigns.campaign_page import campaign_live, campaign_report
 from campaigns.models import Campaign, MessageTemplate
-from campaigns.quote import campaign_quote
+from campaigns.quote import LIVE_QUOTE_LIMIT, campaign_quote_cached
 from campaigns.states import FINAL, allowed_actions, is_due, status_display
 from campaigns.templating import compile_template, template_errors
 from providers.limits import check_body
@@ -101,18 +101,28 @@ def measure_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(data)
 
 
-def campaign_quote_context(campaign: Campaign) -> dict:
+def campaign_quote_context(campaign: Campaign, *, refresh: bool = False) -> dict:
     """Context for the quote box of the campaign change page.
 
-    A draft is quoted live (what sending now would do); a campaign that was
-    sent or scheduled shows the quote confirmed at that moment.
+    A draft shows its cached quote (:func:`campaigns.quote.campaign_quote_cached`):
+    small drafts are quoted when the page opens, big ones when asked
+    (``refresh``, the page's "?quote=refresh" link), so opening a draft of
+    100,000 recipients costs nothing. A campaign that was sent or scheduled
+    shows the quote confirmed at that moment.
     """
     if campaign.status == Campaign.Status.DRAFT:
-        quote = campaign_quote(campaign=campaign)
-        data = quote.as_dict()
-        m = quote.body_measure
-        data["body_measure"] = m.as_dict() if m is not None else None
-        return {"campaign_quote": data, "campaign_quote_live": True}
+        data = campaign_quote_cached(campaign=campaign, refresh=refresh)
+        if data is None:
+            return {
+                "campaign_quote_pending": True,
+                "campaign_quote_live": True,
+                "campaign_quote_limit": LIVE_QUOTE_LIMIT,
+            }
+        return {
+            "campaign_quote": data,
+            "campaign_quote_live": True,
+            "campaign_quote_computed_at": data.get("computed_at"),
+        }
     if campaign.confirmed_quote:
         return {"campaign_quote": campaign.confirmed_quote, "campaign_quote_live": False}
     return {}

@@ -453,3 +453,56 @@ def campaign_quote(*, campaign: Campaign) -> CampaignQuote:
         personalised=not stream.static,
         body_measure=stream.static_measure,
     )
+
+
+# --------------------------------------------------------------------------
+# The draft's quote on its page: cached, refreshed on demand
+
+#: A draft with up to this many entries (list memberships + extra numbers)
+#: is quoted when its page opens; a bigger one only when asked.
+LIVE_QUOTE_LIMIT = 5_000
+QUOTE_CACHE_SECONDS = 7 * 24 * 3600
+
+
+def _quote_cache_key(campaign: Campaign) -> str:
+    # Any edit of the campaign (body, lists, account, ...) changes updated_at.
+    stamp = campaign.updated_at.timestamp() if campaign.updated_at else 0
+    return f"campaign-quote:{campaign.pk}:{stamp}"
+
+
+def campaign_quote_is_big(*, campaign: Campaign) -> bool:
+    """Whether ``campaign`` has more than :data:`LIVE_QUOTE_LIMIT` entries
+    (a bounded count: it reads at most that many rows)."""
+    extra = len(parse_extra_numbers(campaign.extra_numbers or ""))
+    if extra > LIVE_QUOTE_LIMIT:
+        return True
+    members = ListMembership.objects.filter(contact_list__campaigns=campaign)
+    return members[: LIVE_QUOTE_LIMIT - extra + 1].count() > LIVE_QUOTE_LIMIT - extra
+
+
+def campaign_quote_cached(*, campaign: Campaign, refresh: bool = False) -> dict | None:
+    """The quote of a draft for its page, as :meth:`CampaignQuote.as_dict`
+    plus ``body_measure`` and ``computed_at`` (an aware datetime).
+
+    Served from the cache while the campaign is unchanged; computed when
+    ``refresh`` is true or the draft is small (:func:`campaign_quote_is_big`);
+    otherwise ``None``: the page offers to compute it. Lists can change
+    without the campaign changing, so the page shows ``computed_at``.
+    """
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    key = _quote_cache_key(campaign)
+    if not refresh:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        if campaign_quote_is_big(campaign=campaign):
+            return None
+    quote = campaign_quote(campaign=campaign)
+    data = quote.as_dict()
+    m = quote.body_measure
+    data["body_measure"] = m.as_dict() if m is not None else None
+    data["computed_at"] = timezone.now()
+    cache.set(key, data, QUOTE_CACHE_SECONDS)
+    return data

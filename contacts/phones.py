@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -95,8 +98,6 @@ class PhoneNormalizer:
             and md.national_prefix_for_parsing is not None
         )
         if self._national:
-            import re
-
             self._idd = re.compile(md.international_prefix) if md.international_prefix else None
             self._prefix = re.compile(md.national_prefix_for_parsing)
 
@@ -134,10 +135,65 @@ class PhoneNormalizer:
     def _valid(code: int, national: str, regions) -> str | None:
         if not national or national[0] == "0" or len(national) > 17:
             return None
-        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
         region = regions[0]
-        if region != phonenumbers.UNKNOWN_REGION and phonenumbers.is_valid_number_for_region(
-            number, region
-        ):
+        if region == phonenumbers.UNKNOWN_REGION:
+            return None
+        check = _region_check(region)
+        if check is not None and check(national):
             return f"+{code}{national}"
         return None
+
+
+class _RegionCheck:
+    """``is_valid_number_for_region`` for a national number, precompiled.
+
+    phonenumbers answers "valid" when the number matches the region's
+    general description and then any of its number types (it returns the
+    first type that matches; any type at all means valid). This checks the
+    same descriptions, each with its possible lengths first, mobile and
+    fixed line first because most numbers are one of those.
+    """
+
+    TYPES = (
+        "mobile",
+        "fixed_line",
+        "premium_rate",
+        "toll_free",
+        "shared_cost",
+        "voip",
+        "personal_number",
+        "pager",
+        "uan",
+        "voicemail",
+    )
+
+    def __init__(self, metadata) -> None:
+        self.general = self._compile(metadata.general_desc)
+        self.types = [
+            desc for name in self.TYPES if (desc := self._compile(getattr(metadata, name)))
+        ]
+
+    @staticmethod
+    def _compile(desc):
+        if desc is None or not desc.national_number_pattern:
+            return None
+        lengths = frozenset(desc.possible_length or ())
+        return lengths, re.compile(desc.national_number_pattern)
+
+    @staticmethod
+    def _matches(desc, national: str) -> bool:
+        lengths, pattern = desc
+        if lengths and len(national) not in lengths:
+            return False
+        return pattern.fullmatch(national) is not None
+
+    def __call__(self, national: str) -> bool:
+        if self.general is None or not self._matches(self.general, national):
+            return False
+        return any(self._matches(desc, national) for desc in self.types)
+
+
+@functools.cache
+def _region_check(region: str) -> _RegionCheck | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return _RegionCheck(metadata) if metadata is not None else None

@@ -8,6 +8,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("campaigns", "0003_i15_message_list_index"),
         ("campaigns", "0003_i9_raw_reports_poll_schedule"),
+        ("campaigns", "0003_i12_schedule_time_zone"),
     ]
 
     operations = [

@@ -1,4 +1,6 @@
-"""The steps of a contact import (see :mod:`contacts.importing` for the flow).
+"""The steps of a contact import (see :mod:`contacts.importing` for the flow):
+create, stage, confirm, apply, cancel, clean. Staging and applying live in
+:mod:`~contacts.importing.staging` and :mod:`~contacts.importing.applying`.
 
 Every state change of an :class:`ImportJob` is here. Work is done a chunk of
 rows at a time, each chunk in its own short transaction, so the web, the
@@ -7,22 +9,22 @@ webhooks and the campaign engine keep writing while a big file goes in.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
-from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef
-from django.db.models.functions import Greatest
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from contacts.importing import common
+from contacts.importing.applying import Applier, undo
 from contacts.importing.models import (
     ImportChange,
     ImportFileChunk,
@@ -30,9 +32,9 @@ from contacts.importing.models import (
     ImportJob,
     ImportRow,
 )
-from contacts.importing.reader import Table, UnreadableFile, open_table
-from contacts.models import Contact, ContactList, ListMembership
-from contacts.phones import PhoneNormalizer
+from contacts.importing.reader import UnreadableFile, open_table
+from contacts.importing.staging import Stager, report_duplicates
+from contacts.models import Contact, ContactList
 
 logger = logging.getLogger("contacts.importing")
 
@@ -40,40 +42,14 @@ S = ImportJob.Status
 
 #: Largest file accepted (bytes). ``CONTACT_IMPORT_MAX_BYTES`` in settings.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-#: Rows per transaction while staging and applying.
-CHUNK_ROWS = 2000
 #: Bytes per stored piece of the uploaded file.
 FILE_CHUNK = 1024 * 1024
 #: One apply task stops after this many seconds and queues the next one.
 APPLY_SLICE = 60.0
-
-PHONE_ALIASES = {"phone", "mobile", "phone_number", "mobile_number", "number", "msisdn", "cell"}
-COLUMN_ALIASES = {
-    "firstname": "first_name",
-    "given_name": "first_name",
-    "lastname": "last_name",
-    "surname": "last_name",
-    "family_name": "last_name",
-    "e-mail": "email",
-    "email_address": "email",
-    "list": "lists",
-}
-CONTACT_FIELDS = ("first_name", "last_name", "email", "custom_fields")
-TEXT_LIMITS = {"first_name": 100, "last_name": 100, "email": 254}
-LIST_SEPARATOR = ";"
-STAGED_COLUMNS = (
-    "job_id",
-    "line",
-    "phone",
-    "first_name",
-    "last_name",
-    "email",
-    "custom_fields",
-    "list_ids",
-)
-KNOWN_COLUMNS = {"phone", "first_name", "last_name", "email", "lists", "custom_fields"}
-#: Memberships per INSERT (3 parameters each; SQLite allows 32,766).
-MEMBERSHIPS_PER_INSERT = 5000
+#: The staging task reads a whole file (50 MB at most) in one run.
+STAGE_TIMEOUT = 900
+#: A job in a step that has not moved for this long has lost its worker.
+STALE_AFTER = timedelta(minutes=10)
 
 
 def max_upload_bytes() -> int:
@@ -94,14 +70,6 @@ def too_big_message(size: int) -> str:
         f"The file is {human_size(size)}; the largest accepted is {human_size(limit)}. "
         "Split it into smaller files and import them one after the other."
     )
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class _Superseded(Exception):
-    """Another worker moved the job on (a re-delivered task): stop quietly."""
 
 
 # ---------------------------------------------------------------- create
@@ -167,7 +135,10 @@ def _enqueue(task: str, job_id: int) -> None:
 def _async(task: str, job_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task(task, job_id, task_name=f"contact import {job_id}", group=f"import-{job_id}")
+    options = {"timeout": STAGE_TIMEOUT} if task.endswith(".stage_import") else {}
+    async_task(
+        task, job_id, task_name=f"contact import {job_id}", group=f"import-{job_id}", **options
+    )
 
 
 @contextmanager
@@ -212,19 +183,19 @@ def import_stage(*, job_id: int) -> ImportJob:
             try:
                 table = open_table(raw, encoding=job.encoding)
             except UnreadableFile as exc:
-                _add_issues(job, [ImportIssue(job=job, line=1, reason=str(exc))])
+                common.add_issues(job, [ImportIssue(job=job, line=1, reason=str(exc))])
             else:
                 ImportJob.objects.filter(pk=job.pk).update(
                     detected_encoding=table.encoding or table.format.upper()
                 )
-                _Stager(job, table).run()
+                Stager(job, table).run()
         if not _issue_count(job):
-            _report_duplicates(job)
-    except _Cancelled:
+            report_duplicates(job)
+    except common.Cancelled:
         _drop_staging(job, files=True)
         return _finish(job, S.CANCELLED, "Cancelled while the file was being read.")
     except UnreadableFile as exc:
-        _add_issues(job, [ImportIssue(job=job, line=1, reason=str(exc))])
+        common.add_issues(job, [ImportIssue(job=job, line=1, reason=str(exc))])
     except Exception as exc:
         logger.exception("import %s: staging failed", job_id)
         _drop_staging(job, files=True)
@@ -266,270 +237,6 @@ def _finish(job: ImportJob, status: str, detail: str, *, final: bool = True) -> 
     return job
 
 
-def _add_issues(job: ImportJob, issues: list[ImportIssue]) -> None:
-    if issues:
-        ImportIssue.objects.bulk_create(issues)
-
-
-def _canonical_column(name: str) -> str:
-    key = name.strip().lower().replace(" ", "_")
-    if key in PHONE_ALIASES:
-        return "phone"
-    return COLUMN_ALIASES.get(key, key)
-
-
-class _Stager:
-    """Stages the rows of one table (one instance per run)."""
-
-    def __init__(self, job: ImportJob, table: Table) -> None:
-        self.job = job
-        self.table = table
-        self.normalize = PhoneNormalizer(job.region or None)
-        self.list_ids: dict[str, int | None] = {}
-        self.rows: list[tuple] = []
-        self.issues: list[ImportIssue] = []
-        self.rows_read = 0
-        self.issues_total = 0
-        self.insert_sql = _insert_sql(
-            ImportRow,
-            [*STAGED_COLUMNS],
-        )
-
-    def issue(self, line: int, column: str, value: str, reason: str) -> None:
-        self.issues.append(
-            ImportIssue(
-                job_id=self.job.pk,
-                line=line,
-                column=column[:100],
-                value=(value or "")[:255],
-                reason=reason[:500],
-            )
-        )
-
-    def header(self) -> bool:
-        """Map the header; False (with issues) when it cannot be used."""
-        names = [_canonical_column(h) for h in self.table.header]
-        seen: dict[str, int] = {}
-        for position, name in enumerate(names):
-            if name and name in seen:
-                self.issue(
-                    1,
-                    self.table.header[position],
-                    "",
-                    f"The column “{name}” appears twice (columns {seen[name] + 1} and "
-                    f"{position + 1}): keep one.",
-                )
-            seen.setdefault(name, position)
-        if "phone" not in seen:
-            self.issue(
-                1,
-                "",
-                ", ".join(self.table.header)[:255],
-                "No phone column: the first line must name the columns, and one of them "
-                "must be “phone” (or mobile, number).",
-            )
-        self.names = names
-        self.phone_at = seen.get("phone")
-        self.known = {
-            name: seen[name]
-            for name in ("first_name", "last_name", "email", "lists", "custom_fields")
-            if name in seen
-        }
-        self.extra = [
-            (position, self.table.header[position].strip())
-            for position, name in enumerate(names)
-            if name and name not in KNOWN_COLUMNS and seen[name] == position
-        ]
-        self.width = len(names)
-        columns = [name for name in ("first_name", "last_name", "email") if name in seen]
-        if self.extra or "custom_fields" in seen:
-            columns.append("custom_fields")
-        ImportJob.objects.filter(pk=self.job.pk).update(columns=columns)
-        self.job.columns = columns
-        return not self.issues
-
-    def run(self) -> None:
-        if not self.header():
-            self.flush(force=True)
-            return
-        for line, cells in self.table.rows:
-            self.row(line, cells)
-            if len(self.rows) + len(self.issues) >= CHUNK_ROWS:
-                self.flush()
-        self.flush(force=True)
-
-    def row(self, line: int, cells: list[str]) -> None:
-        if not any(cells):
-            return  # a blank line
-        self.rows_read += 1
-        ok = True
-        if len(cells) > self.width and any(cells[self.width :]):
-            ok = False
-            self.issue(
-                line,
-                "",
-                ",".join(cells[self.width :]),
-                f"This row has {len(cells)} cells but the header names {self.width} columns: "
-                "a value probably contains the separator; put it in quotes.",
-            )
-        raw_phone = cells[self.phone_at].strip() if self.phone_at < len(cells) else ""
-        try:
-            phone = self.normalize(raw_phone)
-        except ValidationError as exc:
-            ok = False
-            phone = ""
-            self.issue(line, self.table.header[self.phone_at], raw_phone, exc.messages[0])
-        values = {}
-        for name, limit in TEXT_LIMITS.items():
-            at = self.known.get(name)
-            if at is None:
-                continue
-            value = cells[at].strip() if at < len(cells) else ""
-            if len(value) > limit:
-                ok = False
-                self.issue(line, name, value, f"Longer than {limit} characters.")
-            elif name == "email" and value:
-                try:
-                    validate_email(value)
-                except ValidationError:
-                    ok = False
-                    self.issue(line, name, value, "Not an email address.")
-            values[name] = value
-        custom: dict[str, str] = {}
-        at = self.known.get("custom_fields")
-        if at is not None and at < len(cells) and cells[at].strip():
-            try:
-                parsed = json.loads(cells[at])
-            except json.JSONDecodeError as exc:
-                parsed = None
-                ok = False
-                self.issue(line, "custom_fields", cells[at], f"Not JSON: {exc.msg}.")
-            if isinstance(parsed, dict):
-                custom.update(parsed)
-            elif parsed is not None:
-                ok = False
-                self.issue(line, "custom_fields", cells[at], 'Must be a JSON object: {"a": "b"}.')
-        for position, name in self.extra:
-            if position < len(cells) and cells[position] != "":
-                custom[name] = cells[position]
-        list_ids = self.lists(line, cells)
-        if list_ids is None:
-            ok = False
-        if ok:
-            self.rows.append(
-                (
-                    self.job.pk,
-                    line,
-                    phone,
-                    values.get("first_name", ""),
-                    values.get("last_name", ""),
-                    values.get("email", ""),
-                    json.dumps(custom, ensure_ascii=False) if custom else "",
-                    LIST_SEPARATOR.join(str(i) for i in list_ids),
-                )
-            )
-
-    def lists(self, line: int, cells: list[str]) -> list[int] | None:
-        at = self.known.get("lists")
-        if at is None or at >= len(cells) or not cells[at].strip():
-            return []
-        names = [n.strip() for n in cells[at].split(LIST_SEPARATOR) if n.strip()]
-        unknown = [n for n in names if n not in self.list_ids]
-        if unknown:
-            found = dict(ContactList.objects.filter(name__in=unknown).values_list("name", "id"))
-            for name in unknown:
-                self.list_ids[name] = found.get(name)
-        missing = [n for n in names if self.list_ids[n] is None]
-        if missing:
-            self.issue(
-                line,
-                "lists",
-                cells[at],
-                f"Unknown contact list(s): {', '.join(missing)}. Create them under Contact "
-                "lists first, or correct the spelling.",
-            )
-            return None
-        return sorted({self.list_ids[n] for n in names})
-
-    def flush(self, *, force: bool = False) -> None:
-        if not (self.rows or self.issues or force):
-            return
-        with transaction.atomic():
-            if _cancel_requested(self.job.pk):
-                raise _Cancelled
-            if self.rows:
-                with connection.cursor() as cursor:
-                    cursor.executemany(self.insert_sql, self.rows)
-            _add_issues(self.job, self.issues)
-            self.issues_total += len(self.issues)
-            ImportJob.objects.filter(pk=self.job.pk).update(
-                bytes_read=self.table.position(),
-                rows_read=self.rows_read,
-                issues_total=self.issues_total,
-                updated_at=timezone.now(),
-            )
-        self.rows, self.issues = [], []
-
-
-def _insert_sql(model, columns: list[str]) -> str:
-    qn = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(columns))
-    return (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-        f"VALUES ({placeholders})"
-    )
-
-
-def _cancel_requested(job_id: int) -> bool:
-    return ImportJob.objects.filter(pk=job_id, cancel_requested=True).exists()
-
-
-def _report_duplicates(job: ImportJob) -> None:
-    """An issue for every row whose phone an earlier row of the file has."""
-    groups = (
-        ImportRow.objects.filter(job=job)
-        .values("phone")
-        .annotate(n=Count("id"), first=Min("line"))
-        .filter(n__gt=1)
-        .order_by()
-    )
-    batch: dict[str, int] = {}
-
-    def flush() -> None:
-        issues = [
-            ImportIssue(
-                job=job,
-                line=line,
-                column="phone",
-                value=phone,
-                reason=f"{phone} is already on line {batch[phone]}: a number may appear once "
-                "in a file. Merge the rows or remove one.",
-            )
-            for phone, line in ImportRow.objects.filter(job=job, phone__in=list(batch))
-            .values_list("phone", "line")
-            .order_by("line")
-            if line != batch[phone]
-        ]
-        _add_issues(job, issues)
-        batch.clear()
-
-    for group in groups.iterator(chunk_size=CHUNK_ROWS):
-        batch[group["phone"]] = group["first"]
-        if len(batch) >= 500:
-            flush()
-    if batch:
-        flush()
-
-
-def _delete_in_chunks(queryset) -> None:
-    while True:
-        ids = list(queryset.values_list("id", flat=True)[: CHUNK_ROWS * 5])
-        if not ids:
-            return
-        with transaction.atomic():
-            queryset.model.objects.filter(id__in=ids).delete()
-
-
 def _drop_files(job: ImportJob) -> None:
     ImportFileChunk.objects.filter(job=job).delete()
 
@@ -537,7 +244,7 @@ def _drop_files(job: ImportJob) -> None:
 def _drop_staging(job: ImportJob, *, files: bool = False) -> None:
     if files:
         _drop_files(job)
-    _delete_in_chunks(ImportRow.objects.filter(job=job))
+    common.delete_in_chunks(ImportRow.objects.filter(job=job))
 
 
 # ---------------------------------------------------------------- confirm, cancel
@@ -566,7 +273,9 @@ def import_cancel(*, job: ImportJob, user) -> ImportJob:
 
     Queued or checked: cancelled at once (staged rows dropped by a task).
     Being read or applied: the worker stops at its next chunk and undoes
-    what it applied. A finished import cannot be cancelled.
+    what it applied; a job that has not moved for :data:`STALE_AFTER` lost
+    its worker, and is cancelled (or undone by a new task) all the same. A
+    finished import cannot be cancelled.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -576,8 +285,21 @@ def import_cancel(*, job: ImportJob, user) -> ImportJob:
             cancel_requested=True,
             updated_at=now,
             finished_at=now,
+        ) or ImportJob.objects.filter(
+            pk=job.pk, status=S.STAGING, updated_at__lt=now - STALE_AFTER
+        ).update(
+            status=S.CANCELLED,
+            status_detail="Cancelled (its worker had stopped): nothing was imported.",
+            cancel_requested=True,
+            updated_at=now,
+            finished_at=now,
         ):
             _enqueue("contacts.importing.tasks.clean_import", job.pk)
+        elif ImportJob.objects.filter(
+            pk=job.pk, status=S.APPLYING, updated_at__lt=now - STALE_AFTER
+        ).update(cancel_requested=True, updated_at=now):
+            # Its worker is gone: a new apply task sees the cancel and undoes.
+            _enqueue("contacts.importing.tasks.apply_import", job.pk)
         elif not ImportJob.objects.filter(pk=job.pk, status__in=[S.STAGING, S.APPLYING]).update(
             cancel_requested=True, updated_at=now
         ):
@@ -596,7 +318,7 @@ def import_clean(*, job_id: int) -> None:
     if job.status in ImportJob.OPEN_STATUSES:
         return
     _drop_staging(job, files=True)
-    _delete_in_chunks(ImportChange.objects.filter(job=job))
+    common.delete_in_chunks(ImportChange.objects.filter(job=job))
 
 
 # ---------------------------------------------------------------- apply
@@ -612,12 +334,12 @@ def import_apply(*, job_id: int, time_slice: float = APPLY_SLICE) -> ImportJob:
     job = ImportJob.objects.get(pk=job_id)
     if job.status != S.APPLYING:
         return job
-    applier = _Applier(job)
+    applier = Applier(job)
     started = time.monotonic()
     try:
         while True:
-            if _cancel_requested(job.pk):
-                raise _Cancelled
+            if common.cancel_requested(job.pk):
+                raise common.Cancelled
             if time.monotonic() - started > time_slice:
                 with transaction.atomic():
                     _enqueue("contacts.importing.tasks.apply_import", job.pk)
@@ -625,17 +347,17 @@ def import_apply(*, job_id: int, time_slice: float = APPLY_SLICE) -> ImportJob:
                 return job
             if not applier.next_chunk():
                 break
-    except _Superseded:
+    except common.Superseded:
         job.refresh_from_db()
         return job
-    except _Cancelled:
-        _undo(job)
+    except common.Cancelled:
+        undo(job)
         job = _finish(job, S.CANCELLED, "Cancelled: what had been imported was undone.")
         _async_clean(job)
         return job
     except Exception as exc:
         logger.exception("import %s: applying failed; undoing", job_id)
-        _undo(job)
+        undo(job)
         job = _finish(job, S.FAILED, f"Importing failed and was undone: {exc}")
         _async_clean(job)
         return job
@@ -647,178 +369,3 @@ def import_apply(*, job_id: int, time_slice: float = APPLY_SLICE) -> ImportJob:
 def _async_clean(job: ImportJob) -> None:
     with transaction.atomic():
         _enqueue("contacts.importing.tasks.clean_import", job.pk)
-
-
-class _Applier:
-    """Applies the staged rows of one job, chunk by chunk."""
-
-    def __init__(self, job: ImportJob) -> None:
-        self.job = job
-        self.columns = [c for c in job.columns if c in ("first_name", "last_name", "email")]
-        self.custom = "custom_fields" in job.columns
-        self.target_list = job.target_list_id
-        qn = connection.ops.quote_name
-        table = qn(Contact._meta.db_table)
-        fields = ["phone", "first_name", "last_name", "email", "custom_fields"]
-        updated = [*self.columns, *(["custom_fields"] if self.custom else []), "updated_at"]
-        row = "(" + ", ".join(["%s"] * (len(fields) + 2)) + ")"
-        self.contact_sql = (
-            f"INSERT INTO {table} ({', '.join(qn(f) for f in fields)}, "
-            f"{qn('created_at')}, {qn('updated_at')}) VALUES {{rows}} "
-            f"ON CONFLICT ({qn('phone')}) DO UPDATE SET "
-            + ", ".join(f"{qn(f)} = excluded.{qn(f)}" for f in updated)
-            + f" RETURNING {qn('id')}, {qn('phone')}",
-            row,
-        )
-        membership = qn(ListMembership._meta.db_table)
-        self.membership_sql = (
-            f"INSERT INTO {membership} ({qn('contact_id')}, {qn('contact_list_id')}, "
-            f"{qn('added_at')}) VALUES {{rows}} "
-            f"ON CONFLICT ({qn('contact_list_id')}, {qn('contact_id')}) DO NOTHING "
-            f"RETURNING {qn('contact_id')}, {qn('contact_list_id')}",
-            "(%s, %s, %s)",
-        )
-        self.change_sql = _insert_sql(
-            ImportChange, ["job_id", "contact_id", "created", "previous", "lists_added"]
-        )
-        self.json_field = Contact._meta.get_field("custom_fields")
-
-    def next_chunk(self) -> bool:
-        cursor_before = (
-            ImportJob.objects.filter(pk=self.job.pk).values_list("apply_cursor", flat=True).get()
-        )
-        rows = list(
-            ImportRow.objects.filter(job_id=self.job.pk, id__gt=cursor_before)
-            .order_by("id")
-            .values_list(
-                "id", "phone", "first_name", "last_name", "email", "custom_fields", "list_ids"
-            )[:CHUNK_ROWS]
-        )
-        if not rows:
-            return False
-        with transaction.atomic():
-            # First, so two workers never apply the same chunk: the second
-            # finds the cursor moved (PostgreSQL waits on the row lock).
-            moved = ImportJob.objects.filter(pk=self.job.pk, apply_cursor=cursor_before).update(
-                apply_cursor=rows[-1][0], updated_at=timezone.now()
-            )
-            if not moved:
-                raise _Superseded
-            self.apply(rows)
-        return True
-
-    def apply(self, rows: list[tuple]) -> None:
-        phones = [row[1] for row in rows]
-        existing = {
-            phone: (first, last, email, custom)
-            for phone, first, last, email, custom in Contact.objects.filter(
-                phone__in=phones
-            ).values_list("phone", "first_name", "last_name", "email", "custom_fields")
-        }
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        params: list = []
-        previous: dict[str, str] = {}
-        for _id, phone, first, last, email, custom_text, _lists in rows:
-            before = existing.get(phone)
-            if before is None:
-                values = {"first_name": "", "last_name": "", "email": "", "custom_fields": {}}
-            else:
-                values = dict(zip(CONTACT_FIELDS, before, strict=True))
-                previous[phone] = json.dumps(values, ensure_ascii=False)
-            file_values = {"first_name": first, "last_name": last, "email": email}
-            for column in self.columns:
-                values[column] = file_values[column]
-            if self.custom and custom_text:
-                values["custom_fields"] = {
-                    **(values["custom_fields"] or {}),
-                    **json.loads(custom_text),
-                }
-            params += [
-                phone,
-                values["first_name"],
-                values["last_name"],
-                values["email"],
-                self.json_field.get_db_prep_save(values["custom_fields"] or {}, connection),
-                now,
-                now,
-            ]
-        ids = dict(
-            (phone, contact_id)
-            for contact_id, phone in _execute_rows(self.contact_sql, params, len(rows))
-        )
-        wanted: list = []
-        for _id, phone, *_rest, list_ids in rows:
-            targets = {int(i) for i in list_ids.split(LIST_SEPARATOR) if i}
-            if self.target_list:
-                targets.add(self.target_list)
-            for list_id in sorted(targets):
-                wanted += [ids[phone], list_id, now]
-        added: dict[int, list[int]] = {}
-        step = 3 * MEMBERSHIPS_PER_INSERT
-        for start in range(0, len(wanted), step):
-            part = wanted[start : start + step]
-            for contact_id, list_id in _execute_rows(self.membership_sql, part, len(part) // 3):
-                added.setdefault(contact_id, []).append(list_id)
-        changes = [
-            (
-                self.job.pk,
-                ids[phone],
-                phone not in previous,
-                previous.get(phone, ""),
-                LIST_SEPARATOR.join(str(i) for i in sorted(added.get(ids[phone], ()))),
-            )
-            for _id, phone, *_rest in rows
-        ]
-        with connection.cursor() as cursor:
-            cursor.executemany(self.change_sql, changes)
-        ImportJob.objects.filter(pk=self.job.pk).update(rows_applied=F("rows_applied") + len(rows))
-
-
-def _execute_rows(sql: tuple[str, str], params: list, count: int) -> list[tuple]:
-    """Run a multi-row ``VALUES {rows}`` statement and return its RETURNING rows."""
-    template, row = sql
-    with connection.cursor() as cursor:
-        cursor.execute(template.format(rows=", ".join([row] * count)), params)
-        return cursor.fetchall()
-
-
-# ---------------------------------------------------------------- undo
-
-
-def _undo(job: ImportJob) -> None:
-    """Undo every recorded change of ``job``, newest first, a chunk at a time."""
-    fields = CONTACT_FIELDS
-    changes = ImportChange.objects.filter(job=job)
-    while True:
-        chunk = list(
-            changes.order_by("-id").values_list(
-                "id", "contact_id", "created", "previous", "lists_added"
-            )[:CHUNK_ROWS]
-        )
-        if not chunk:
-            return
-        with transaction.atomic():
-            created = [contact_id for _id, contact_id, was_new, _p, _l in chunk if was_new]
-            restored = [
-                Contact(pk=contact_id, **json.loads(previous))
-                for _id, contact_id, was_new, previous, _l in chunk
-                if not was_new and previous
-            ]
-            by_list: dict[int, list[int]] = {}
-            for _id, contact_id, was_new, _p, lists_added in chunk:
-                if not was_new:
-                    for list_id in filter(None, lists_added.split(LIST_SEPARATOR)):
-                        by_list.setdefault(int(list_id), []).append(contact_id)
-            for list_id, contact_ids in by_list.items():
-                ListMembership.objects.filter(
-                    contact_list_id=list_id, contact_id__in=contact_ids
-                ).delete()
-            if restored:
-                Contact.objects.bulk_update(restored, fields, batch_size=500)
-            if created:
-                Contact.objects.filter(pk__in=created).delete()
-            ImportChange.objects.filter(pk__in=[c[0] for c in chunk]).delete()
-            ImportJob.objects.filter(pk=job.pk).update(
-                rows_applied=Greatest(F("rows_applied") - len(chunk), 0),
-                apply_cursor=0,
-            )

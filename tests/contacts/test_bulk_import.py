@@ -7,7 +7,8 @@ import codecs
 import pytest
 from django.core.exceptions import ValidationError
 
-from contacts.importing import services
+from contacts.importing import common, services
+from contacts.importing.applying import Applier
 from contacts.importing.models import (
     ImportChange,
     ImportFileChunk,
@@ -16,6 +17,7 @@ from contacts.importing.models import (
     ImportRow,
 )
 from contacts.importing.services import import_apply, import_cancel, import_confirm
+from contacts.importing.staging import Stager
 from contacts.models import Contact, ContactList, ListMembership
 from tests.contacts.import_helpers import issues, run_import, stage, upload, xlsx
 
@@ -211,12 +213,12 @@ def test_cancel_before_confirming_leaves_nothing():
 
 
 def test_cancel_while_reading_leaves_nothing(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 2)
     job = services.import_create(
         upload=upload(b"phone\n" + b"".join(b"04001234%02d\n" % i for i in range(10))), user=None
     )
     flushes = []
-    real_flush = services._Stager.flush
+    real_flush = Stager.flush
 
     def flush_then_cancel(self, *, force=False):
         flushes.append(1)
@@ -224,7 +226,7 @@ def test_cancel_while_reading_leaves_nothing(monkeypatch):
             import_cancel(job=job, user=None)
         return real_flush(self, force=force)
 
-    monkeypatch.setattr(services._Stager, "flush", flush_then_cancel)
+    monkeypatch.setattr(Stager, "flush", flush_then_cancel)
     job = services.import_stage(job_id=job.pk)
     assert job.status == S.CANCELLED
     assert not ImportRow.objects.exists() and not ImportFileChunk.objects.exists()
@@ -237,13 +239,13 @@ def test_cancel_while_applying_undoes_everything(monkeypatch):
     ListMembership.objects.create(contact=old, contact_list=vip)
     before = _contacts()
     memberships = set(ListMembership.objects.values_list("contact_id", "contact_list_id"))
-    monkeypatch.setattr(services, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 3)
     rows = b"".join(b"04001234%02d,New,VIP,x\n" % i for i in range(10))
     job = stage(b"phone,first_name,lists,extra\n" + rows)
     assert job.status == S.READY and job.rows_new == 9
     import_confirm(job=job, user=None)
     chunks = []
-    real_apply = services._Applier.apply
+    real_apply = Applier.apply
 
     def apply_then_cancel(self, rows):
         real_apply(self, rows)
@@ -251,7 +253,7 @@ def test_cancel_while_applying_undoes_everything(monkeypatch):
         if len(chunks) == 2:
             import_cancel(job=job, user=None)
 
-    monkeypatch.setattr(services._Applier, "apply", apply_then_cancel)
+    monkeypatch.setattr(Applier, "apply", apply_then_cancel)
     job = import_apply(job_id=job.pk)
     assert chunks == [3, 3]  # two chunks went in before the cancel was seen
     assert job.status == S.CANCELLED
@@ -260,10 +262,10 @@ def test_cancel_while_applying_undoes_everything(monkeypatch):
 
 
 def test_an_error_while_applying_undoes_what_was_applied(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 2)
     job = stage(b"phone\n0400123456\n0400123457\n0400123458\n")
     import_confirm(job=job, user=None)
-    real_apply = services._Applier.apply
+    real_apply = Applier.apply
     calls = []
 
     def apply_then_fail(self, rows):
@@ -272,14 +274,14 @@ def test_an_error_while_applying_undoes_what_was_applied(monkeypatch):
             raise RuntimeError("disk full")
         real_apply(self, rows)
 
-    monkeypatch.setattr(services._Applier, "apply", apply_then_fail)
+    monkeypatch.setattr(Applier, "apply", apply_then_fail)
     job = import_apply(job_id=job.pk)
     assert job.status == S.FAILED and "disk full" in job.status_detail
     assert not Contact.objects.exists()
 
 
 def test_apply_resumes_after_a_time_slice_without_applying_twice(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 2)
     monkeypatch.setattr(services, "_enqueue", lambda task, job_id: None)
     job = stage(b"phone\n0400123456\n0400123457\n0400123458\n")
     import_confirm(job=job, user=None)
@@ -292,7 +294,16 @@ def test_apply_resumes_after_a_time_slice_without_applying_twice(monkeypatch):
 
 
 def test_issue_report_is_capped_per_chunk_not_held_in_memory(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 5)
     job = stage(b"phone\n" + b"bad\n" * 23)
     assert job.status == S.INVALID
     assert ImportIssue.objects.filter(job=job).count() == job.issues_total == 23
+
+
+def test_a_job_whose_worker_stopped_can_still_be_cancelled():
+    job = services.import_create(upload=upload(b"phone\n0400123456\n"), user=None)
+    old = job.updated_at - services.STALE_AFTER * 2
+    ImportJob.objects.filter(pk=job.pk).update(status=S.STAGING, updated_at=old)
+    job = import_cancel(job=job, user=None)
+    assert job.status == S.CANCELLED
+    assert "worker had stopped" in job.status_detail

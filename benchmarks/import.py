@@ -1,0 +1,250 @@
+"""Benchmark: the bulk contact import against the physical limit of the same work.
+
+    .venv/bin/python benchmarks/import.py                      # SQLite, N = 100,000
+    .venv/bin/python benchmarks/import.py --n 1000000
+    .venv/bin/python benchmarks/import.py --pg postgres://postgres@127.0.0.1:5432/
+
+SQLite runs on a fresh database in a temporary directory; --pg creates a
+database ``smsoffice_bench_import`` on that server and drops it afterwards
+(never the project's database).
+
+For N/4, N/2 and N rows it writes a CSV file (numbers in national and
+international formats with spaces, names, an email, a custom column and a
+list), then times the whole import as the worker runs it (store the upload,
+stage: read + normalise + check + duplicates, apply: upsert contacts and
+memberships with the undo records) on an empty table, and again as a
+re-import where every row updates an existing contact. Next to it, in the
+same run and on the same database: the physical limit, i.e. the same
+contact rows and memberships inserted with one multi-row INSERT per 2,000
+rows and nothing else (no reading, no checks, no undo records). Figures are
+medians of --repeat runs. Memory: peak Python allocations of a whole import
+(tracemalloc, in a separate run because tracing slows Python down) at N/4
+and N; flat means the import holds a chunk, not the file.
+
+Target: >= 20,000 rows/s on both databases, memory flat in the row count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FIRST = ["Ann", "Bob", "Chloé", "Dmitri", "Emma", "Fatima", "Giovanni", "Hannah", "Zoë"]
+STORES = ["Parramatta", "Bondi Junction", "Chatswood", "Penrith"]
+BENCH_DB = "smsoffice_bench_import"
+
+
+def setup_django(pg_url: str | None, tmp: Path) -> None:
+    if pg_url:
+        import psycopg
+
+        base = pg_url.rstrip("/")
+        server = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ.pop("REDIS_URL", None)
+    os.environ["LOG_LEVEL"] = "WARNING"  # not a line per job and per queued task
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smsoffice.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def drop_pg(pg_url: str) -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    base = pg_url.rstrip("/")
+    server = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+
+
+def phone_text(i: int) -> str:
+    digits = f"{i:08d}"
+    if i % 3 == 0:
+        return f"+61 4{digits[:2]} {digits[2:5]} {digits[5:]}"
+    if i % 3 == 1:
+        return f"04{digits[:2]} {digits[2:5]} {digits[5:]}"
+    return f"04{digits}"
+
+
+def write_csv(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("phone,first_name,last_name,email,store,lists\n")
+        for i in range(n):
+            out.write(
+                f"{phone_text(i)},{FIRST[i % len(FIRST)]},Smith,p{i}@example.com,"
+                f"{STORES[i % len(STORES)]},Bench\n"
+            )
+
+
+def clear() -> None:
+    from django.db import transaction
+
+    from contacts.importing.models import ImportJob
+    from contacts.models import Contact, ListMembership
+
+    with transaction.atomic():
+        ListMembership.objects.all().delete()
+        Contact.objects.all()._raw_delete(Contact.objects.db)
+        ImportJob.objects.all().delete()
+
+
+def run_import(path: Path) -> tuple[float, float, float]:
+    """Seconds to store + stage, to apply, and in all."""
+    from django.core.files.uploadedfile import UploadedFile
+
+    from contacts.importing import services
+
+    start = time.perf_counter()
+    with path.open("rb") as handle:
+        upload = UploadedFile(handle, name=path.name, size=path.stat().st_size)
+        job = services.import_create(upload=upload, user=None)
+    job = services.import_stage(job_id=job.pk)
+    assert job.status == "ready", (job.status, job.status_detail)
+    staged = time.perf_counter()
+    services.import_confirm(job=job, user=None)
+    job = services.import_apply(job_id=job.pk, time_slice=1e9)
+    assert job.status == "done", (job.status, job.status_detail)
+    end = time.perf_counter()
+    # The clean-up of the job's scaffolding runs as its own task after "done".
+    services.import_clean(job_id=job.pk)
+    return staged - start, end - staged, end - start
+
+
+def physical_limit(n: int) -> float:
+    """Seconds to insert the same n contacts and memberships, raw, 2,000 rows a statement."""
+    import json
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from contacts.models import ContactList
+
+    list_id = ContactList.objects.get(name="Bench").pk
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    qn = connection.ops.quote_name
+    json_field = __import__("contacts.models", fromlist=["Contact"]).Contact._meta.get_field(
+        "custom_fields"
+    )
+    start = time.perf_counter()
+    chunk = 2000
+    for first in range(0, n, chunk):
+        rows = range(first, min(n, first + chunk))
+        params = []
+        for i in rows:
+            params += [
+                f"+614{i:08d}",
+                FIRST[i % len(FIRST)],
+                "Smith",
+                f"p{i}@example.com",
+                json_field.get_db_prep_save(
+                    json.loads(json.dumps({"store": STORES[i % len(STORES)]})), connection
+                ),
+                now,
+                now,
+            ]
+        with transaction.atomic(), connection.cursor() as cursor:
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            cursor.execute(
+                f"INSERT INTO contacts_contact (phone, first_name, last_name, email, "
+                f"custom_fields, created_at, updated_at) VALUES {values} "
+                f"RETURNING {qn('id')}",
+                params,
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            members = []
+            for contact_id in ids:
+                members += [contact_id, list_id, now]
+            values = ", ".join(["(%s, %s, %s)"] * len(ids))
+            cursor.execute(
+                "INSERT INTO contacts_listmembership (contact_id, contact_list_id, added_at) "
+                f"VALUES {values}",
+                members,
+            )
+    return time.perf_counter() - start
+
+
+def peak_memory(path: Path) -> float:
+    clear()
+    tracemalloc.start()
+    run_import(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg", help="PostgreSQL server URL (a bench database is created)")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        setup_django(args.pg, tmp)
+        try:
+            from django.db import connection
+
+            from contacts.models import ContactList
+
+            ContactList.objects.get_or_create(name="Bench")
+            print(f"database: {connection.vendor}; medians of {args.repeat}")
+            header = (
+                f"{'rows':>9} | {'import':>12} {'stage':>7} {'apply':>7} | "
+                f"{'re-import':>12} | {'limit':>12} | {'import/limit':>12}"
+            )
+            print(header)
+            print("-" * len(header))
+            sizes = sorted({max(1, args.n // 4), max(1, args.n // 2), args.n})
+            files = {}
+            for n in sizes:
+                files[n] = tmp / f"contacts-{n}.csv"
+                write_csv(files[n], n)
+                fresh, stages, applies, again, limits = [], [], [], [], []
+                for _ in range(args.repeat):
+                    clear()
+                    stage_s, apply_s, total = run_import(files[n])
+                    fresh.append(total)
+                    stages.append(stage_s)
+                    applies.append(apply_s)
+                    again.append(run_import(files[n])[2])
+                    clear()
+                    limits.append(physical_limit(n))
+                med = statistics.median
+                rate, limit_rate = n / med(fresh), n / med(limits)
+                print(
+                    f"{n:>9,} | {rate:>8,.0f} r/s {med(stages):>6.2f}s {med(applies):>6.2f}s | "
+                    f"{n / med(again):>8,.0f} r/s | {limit_rate:>8,.0f} r/s | "
+                    f"{rate / limit_rate:>11.0%}"
+                )
+            if not args.no_memory:
+                for n in (sizes[0], sizes[-1]):
+                    print(f"peak Python memory, {n:,} rows: {peak_memory(files[n]):.1f} MB")
+        finally:
+            if args.pg:
+                drop_pg(args.pg)
+
+
+if __name__ == "__main__":
+    main()
