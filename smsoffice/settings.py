@@ -305,6 +305,7 @@ SMS_BACKENDS = {
     "simulator": "providers.backends.simulator.SimulatorBackend",
     "smseveryone": "providers.backends.smseveryone.SmsEveryoneBackend",
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
+    "fullsms": "providers.backends.fullsms.FullSmsBackend",
     # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 

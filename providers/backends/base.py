@@ -96,6 +96,9 @@ class Capability(enum.StrEnum):
     OPTOUTS = "optouts"
     LISTS = "lists"
     LOOKUP_BY_REFERENCE = "lookup_by_reference"
+    #: The provider lists the senders it accepts for the account
+    #: (:meth:`SmsBackend.senders`): they feed the sender choices.
+    SENDERS = "senders"
 
 
 class SendOutcome(enum.StrEnum):
@@ -443,6 +446,34 @@ class RemoteOptOut:
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialField:
+    """One credential a backend needs, as the account form asks for it.
+
+    ``name`` is the key in ``ProviderAccount.credentials``. A ``secret`` is
+    write-only: never shown again, left empty to keep the stored value. A
+    ``required`` field must have a value (entered or already stored) for
+    the account to be saved.
+    """
+
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    help_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOption:
+    """A sender the provider accepts for the account (capability "senders"):
+    ``value`` as it goes in a campaign's sender field (numbers E.164 with
+    ``+``), ``label`` for people, ``kind`` "number" or "alpha"."""
+
+    value: str
+    label: str
+    kind: str = "alpha"
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteList:
     """A contact list stored at the provider (capability "lists")."""
 
@@ -630,7 +661,17 @@ class SmsBackend:
     """
 
     name: ClassVar[str] = ""
+    #: The provider's name for people ("FullSMS"); ``name`` when empty.
+    label: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: The credentials the account form asks for, in order (see
+    #: :class:`CredentialField`); each ``name`` is a key of ``credentials``.
+    #: Empty: the form offers the raw JSON only.
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    #: Why a backend with neither ``dlr_poll`` nor ``dlr_webhook`` leaves
+    #: accepted messages ``sent`` for good; shown on the account and
+    #: campaign pages (see :meth:`delivery_reports_missing`).
+    delivery_reports_note: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
     #: Provider's own cap on API calls per second (0 = none documented).
     max_requests_per_second: ClassVar[float] = 0
@@ -668,6 +709,17 @@ class SmsBackend:
     @classmethod
     def supports(cls, capability: str) -> bool:
         return str(capability) in cls.capabilities
+
+    @classmethod
+    def delivery_reports_missing(cls) -> str:
+        """Empty when the provider reports deliveries (polled or pushed);
+        otherwise the sentence pages show to say why statuses stay ``sent``."""
+        if cls.capabilities & {Capability.DLR_POLL, Capability.DLR_WEBHOOK}:
+            return ""
+        return cls.delivery_reports_note or (
+            f"{cls.label or cls.name} sends no delivery reports: accepted messages stay "
+            "“sent” and are never marked delivered or undelivered."
+        )
 
     def require(self, capability: str, operation: str = "") -> None:
         """Raise UnsupportedOperation unless this backend has ``capability``."""
@@ -1128,6 +1180,11 @@ class SmsBackend:
 
     def balance(self) -> Decimal:
         raise UnsupportedOperation(self.name, "balance")
+
+    def senders(self) -> list[SenderOption]:
+        """The senders the provider accepts for this account (capability
+        "senders"): its numbers and approved sender IDs."""
+        raise UnsupportedOperation(self.name, "sender listing")
 
     def top_up(self, credits: Decimal) -> Decimal:
         """Add credits to this (sub-)account at the provider; returns the new balance."""
