@@ -229,6 +229,7 @@ SMS_BACKENDS = {
     "simulator": "providers.backends.simulator.SimulatorBackend",
     "smseveryone": "providers.backends.smseveryone.SmsEveryoneBackend",
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
+    "transmitsms": "providers.backends.transmitsms.TransmitSmsBackend",
     # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 
