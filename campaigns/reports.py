@@ -511,7 +511,7 @@ def _inbound_one(account: ProviderAccount, sms: InboundSms) -> InboundMessage:
     phone = try_normalize_phone(sms.from_number)
     body = sms.body or ""
     # A sender we cannot read as a number is stored as given, never opted out.
-    action = keyword_action(body) if phone else ""
+    action = ("opt_out" if sms.opt_out else keyword_action(body)) if phone else ""
     replied = _replied_message(account, sms, phone)
     try:
         with transaction.atomic():

@@ -306,6 +306,7 @@ SMS_BACKENDS = {
     "smseveryone": "providers.backends.smseveryone.SmsEveryoneBackend",
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
     "fullsms": "providers.backends.fullsms.FullSmsBackend",
+    "transmitsms": "providers.backends.transmitsms.TransmitSmsBackend",
     # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 

@@ -42,9 +42,35 @@ def get_backend(account: ProviderAccount, **options) -> SmsBackend:
     ``options`` reach the backend's constructor (tests pass ``transport``).
     """
     cls = backend_class(account.backend)
+    if account.pk is not None and "webhook_urls" not in options:
+        options["webhook_urls"] = webhook_urls(account)
     return cls(
         credentials=dict(account.credentials or {}),
         base_url=account.base_url or None,
         account_key=str(account.pk),
         **options,
     )
+
+
+def webhook_urls(account: ProviderAccount) -> dict[str, str]:
+    """The absolute addresses of ``account``'s webhooks (``{"status": url,
+    "inbound": url}``), for backends that pass callback URLs with each send
+    (TransmitSMS ``dlr_callback``, CALLR ``webhook.endpoint``). Empty while
+    ``settings.PUBLIC_BASE_URL`` is not set: a provider cannot call a
+    relative address, and falls back to the callbacks set on its side."""
+    from django.urls import NoReverseMatch, reverse
+
+    base = (getattr(settings, "PUBLIC_BASE_URL", "") or "").rstrip("/")
+    if not base or not account.webhook_token:
+        return {}
+    urls = {}
+    for kind in ("status", "inbound"):
+        try:
+            path = reverse(
+                "hooks:webhook",
+                kwargs={"provider": account.backend, "token": account.webhook_token, "kind": kind},
+            )
+        except NoReverseMatch:
+            return {}
+        urls[kind] = base + path
+    return urls

@@ -433,6 +433,9 @@ class InboundSms:
     to_number: str = ""
     in_reply_to_provider_ref: str = ""
     raw: dict = field(default_factory=dict)
+    #: The provider itself flags this reply as an opt-out (TransmitSMS
+    #: ``is_optout=yes``): the number is opted out whatever the text says.
+    opt_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
