@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from campaigns.dashboard_views import dashboard_panel_view
 from smsoffice import error_pages
 
 admin.site.site_header = "smsoffice"
@@ -11,6 +12,12 @@ admin.site.index_title = "SMS back office"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("hooks/", include("campaigns.urls")),
+    # Before the admin's catch-all; admin_view: staff only, like the index.
+    path(
+        "admin/dashboard/panel/",
+        admin.site.admin_view(dashboard_panel_view),
+        name="dashboard-panel",
+    ),
     path("admin/", admin.site.urls),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
 from django.utils.formats import date_format, number_format
 
 from campaigns.dashboard import Dashboard, dashboard_figures
@@ -14,11 +15,25 @@ WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 600, 180, 10, 24, 44
 SERIES = (("sent", "Sent"), ("delivered", "Delivered"), ("failed", "Failed"))
 
 
+#: Seconds between two refreshes of the panel in an open page
+#: (``settings.DASHBOARD_REFRESH_SECONDS`` overrides it).
+REFRESH_SECONDS = 30
+
+
 @register.inclusion_tag("admin/dashboard/panel.html", takes_context=True)
 def dashboard_panel(context) -> dict:
-    request = context["request"]
+    return panel_context(context["request"])
+
+
+def panel_context(request) -> dict:
+    """What the panel template draws, for ``request.user``."""
     figures = dashboard_figures(user=request.user)
-    return {"d": figures, "chart": chart(figures), "request": request}
+    return {
+        "d": figures,
+        "chart": chart(figures),
+        "request": request,
+        "refresh_seconds": getattr(settings, "DASHBOARD_REFRESH_SECONDS", REFRESH_SECONDS),
+    }
 
 
 def chart(figures: Dashboard) -> dict:

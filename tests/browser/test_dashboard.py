@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from playwright.sync_api import expect
 
 from campaigns.models import Message
 from tests.browser import test_sms_counter as _browser
@@ -36,6 +37,7 @@ def test_dashboard_numbers_equal_the_messages_table(
     make_account,
     enqueued,
     page,
+    settings,
     tmp_path,
 ):
     account = _simulator_account(make_account)
@@ -64,6 +66,13 @@ def test_dashboard_numbers_equal_the_messages_table(
     assert Decimal(credits.replace(",", "")) > 0
     assert page.locator(".dash-chart svg rect").count() > 0
     page.screenshot(path=str(tmp_path / "dashboard-desktop.png"), full_page=True)
+
+    # The panel refreshes itself: a second campaign shows up without a reload.
+    settings.DASHBOARD_REFRESH_SECONDS = 1
+    page.reload()
+    second = _run_on_simulator(account, recipients=5, user=superuser)
+    assert second.sent_count + second.delivered_count + second.failed_count == 5, second.status
+    expect(page.locator('[data-figure="today-sent"]')).to_have_text("35", timeout=15_000)
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()

@@ -153,3 +153,16 @@ def test_the_admin_index_shows_the_dashboard(client, make_account, superuser, en
     delivered = campaign.delivered_count
     assert f'data-figure="today-delivered">{delivered}<' in page
     assert "<svg" in page and "12 sent" in page  # the chart's tooltip for today
+
+
+def test_the_panel_refreshes_alone_and_only_for_staff(client, make_account, superuser, enqueued):
+    account = _simulator_account(make_account)
+    _run_on_simulator(account, recipients=7, user=superuser)
+    url = reverse("dashboard-panel")
+
+    assert client.get(url).status_code == 302  # to the login page
+
+    client.force_login(superuser)
+    panel = client.get(url).content.decode()
+    assert 'data-figure="today-sent">7<' in panel
+    assert f'hx-get="{url}"' in panel and "<html" not in panel
