@@ -1,13 +1,22 @@
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from contacts.importing import admin as importing_admin  # noqa: F401  (Contact imports)
 from contacts.models import Contact, ContactList, ListMembership, OptOut, OptOutEvent
+from contacts.phones import try_normalize_phone
 from contacts.resources import ContactResource, OptOutResource
 from contacts.services import optout_add, optout_remove
+
+#: Keyword actions of a reply, in words.
+REPLY_ACTIONS = {"opt_out": "STOP (opted out)", "opt_in": "START (asked to opt back in)"}
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,21 +26,141 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["added_at"]
 
 
+def _when(value) -> str:
+    """The site's one date format, in the site's time zone."""
+    return date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+class OptedOutFilter(admin.SimpleListFilter):
+    title = "opt-out"
+    parameter_name = "opted_out"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Opted out"), ("no", "Can be texted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(opted_out=True)
+        if self.value() == "no":
+            return queryset.filter(opted_out=False)
+        return queryset
+
+
 @admin.register(Contact)
 class ContactAdmin(ExportMixin, admin.ModelAdmin):
     """Export through django-import-export; import through our own bulk
     import (contacts.importing), which streams big files in a background
-    job and is all or nothing."""
+    job and is all or nothing.
+
+    The page shows whether the number may be texted, its lists, and the last
+    messages and replies (``campaigns.contact_history``)."""
 
     resource_classes = [ContactResource]
     import_export_change_list_template = "admin/contacts/contact/change_list.html"
-    list_display = ["phone", "first_name", "last_name", "email", "created_at"]
-    search_fields = ["phone", "first_name", "last_name", "email"]
-    list_filter = ["lists", "created_at"]
-    readonly_fields = ["created_at", "updated_at"]
+    list_display = ["phone", "first_name", "last_name", "email", "opt_out_state", "created_at"]
+    search_fields = ["first_name", "last_name", "email"]
+    search_help_text = (
+        "A phone number in any format (0412 300 100, +61 412 300 100), or a name or email."
+    )
+    list_filter = [OptedOutFilter, "lists", "created_at"]
+    readonly_fields = ["opt_out_state", "created_at", "updated_at", "history"]
     inlines = [MembershipInline]
     show_full_result_count = False
     list_per_page = 100
+
+    class Media:
+        css = {"all": ["contacts/contact_page.css"]}
+
+    def get_queryset(self, request):
+        # One EXISTS per row on the opt-out's unique phone index.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(opted_out=Exists(OptOut.objects.filter(phone=OuterRef("phone"))))
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        # A phone number is looked up exactly by its E.164 form (indexed),
+        # whatever format it was typed in; anything else searches the names.
+        phone = try_normalize_phone((search_term or "").strip())
+        if phone is not None:
+            return queryset.filter(phone=phone), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="May be texted", boolean=False, ordering="opted_out")
+    def opt_out_state(self, obj: Contact) -> str:
+        if obj.pk is None:
+            return "—"
+        if getattr(obj, "opted_out", None) is False:  # the list's annotation: no query
+            return "Yes"
+        optout = OptOut.objects.filter(phone=obj.phone).first()
+        if optout is None:
+            return "Yes"
+        url = reverse("admin:contacts_optout_change", args=[optout.pk])
+        why = f": {optout.reason}" if optout.reason else ""
+        return format_html(
+            '<a class="opted-out" href="{}">No — opted out {} ({}{})</a>',
+            url,
+            _when(optout.created_at),
+            optout.get_source_display(),
+            why,
+        )
+
+    @admin.display(description="Messages and replies")
+    def history(self, obj: Contact) -> str:
+        if obj.pk is None:
+            return "—"
+        from campaigns.contact_history import HISTORY_LIMIT, contact_history
+
+        found = contact_history(phone=obj.phone)
+        messages = format_html_join(
+            "",
+            '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    _when(m.sent_at) if m.sent_at else "not sent",
+                    reverse("admin:campaigns_campaign_change", args=[m.campaign_id]),
+                    m.campaign.name,
+                    m.get_status_display(),
+                    m.body[:160],
+                )
+                for m in found.messages
+            ),
+        )
+        replies = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    _when(r.received_at),
+                    r.campaign.name if r.campaign else "—",
+                    REPLY_ACTIONS.get(r.action, r.action or "—"),
+                    r.body[:160],
+                )
+                for r in found.replies
+            ),
+        )
+        base = reverse("admin:campaigns_message_changelist")
+        inbox = reverse("admin:campaigns_inboundmessage_changelist")
+        return format_html(
+            '<div class="contact-history">'
+            "<h4>Last {} messages</h4>"
+            "<table><thead><tr><th>Sent</th><th>Campaign</th><th>Status</th><th>Text</th></tr>"
+            "</thead><tbody>{}</tbody></table>"
+            '<p><a href="{}?{}">All messages to this number</a></p>'
+            "<h4>Last {} replies</h4>"
+            "<table><thead><tr><th>Received</th><th>Campaign</th><th>Keyword</th><th>Text</th>"
+            "</tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}?{}">All replies from this number</a></p></div>',
+            HISTORY_LIMIT,
+            messages or format_html('<tr><td colspan="4">None yet.</td></tr>'),
+            base,
+            urlencode({"q": obj.phone}),
+            HISTORY_LIMIT,
+            replies or format_html('<tr><td colspan="4">None yet.</td></tr>'),
+            inbox,
+            urlencode({"q": obj.phone}),
+        )
 
     def get_urls(self):
         # The old import address still leads to the import.

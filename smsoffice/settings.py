@@ -234,6 +234,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# One date format everywhere: "3 Dec 2026, 18:30" (smsoffice/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["smsoffice.formats"]
 
 # Region used to read national-format numbers such as "0400 123 456".
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="AU")
