@@ -16,6 +16,7 @@ from campaigns.engine import (
     POLL_SLICE,
     batches_recover,
     campaign_dispatch,
+    dispatch_note,
     enqueue_dispatch,
     replies_poll,
     stalled_campaigns,
@@ -30,7 +31,8 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "smsoffice: start scheduled campaigns": ("campaigns.tasks.start_scheduled_campaigns", 1),
     "smsoffice: poll delivery statuses": ("campaigns.tasks.poll_statuses", 1),
     "smsoffice: poll replies": ("campaigns.tasks.poll_replies", 1),
-    "smsoffice: recover stuck batches": ("campaigns.tasks.recover_stuck_batches", 5),
+    # Every minute: the backstop that restarts a campaign nobody dispatches.
+    "smsoffice: recover stuck batches": ("campaigns.tasks.recover_stuck_batches", 1),
     # Numbers on a provider's own opt-out list become local opt-outs.
     "smsoffice: sync provider opt-outs": ("campaigns.provider_optouts.sync_provider_optouts", 60),
     # Reports drift between our ledger and provider balances; never overwrites.
@@ -62,6 +64,11 @@ def recover_stuck_batches() -> int:
     reconciled = batches_recover()
     for pk in stalled_campaigns():
         logger.info("Campaign %s is sending but no worker has it; enqueueing.", pk)
+        dispatch_note(
+            pk,
+            "Stalled: no worker was dispatching it (its worker stopped or its task was "
+            "lost); the recovery sweep restarted it.",
+        )
         enqueue_dispatch(pk)
     return reconciled
 

@@ -52,6 +52,7 @@ from campaigns.engine.run import (
     DispatchRun,
     Step,
     campaign_dispatch,
+    dispatch_note,
     dispatch_step,
     messages_for,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "campaign_plan",
     "campaign_reference",
     "credits_of",
+    "dispatch_note",
     "dispatch_schedule_name",
     "dispatch_step",
     "enqueue_dispatch",

@@ -7,6 +7,7 @@ person to decide. Nothing is re-sent blindly. Also finds campaigns that are
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -25,9 +26,13 @@ from campaigns.engine.common import (
     message_reference,
 )
 from campaigns.models import Campaign, Message
-from providers.backends.base import Capability, ProviderError
+from providers.backends.base import Capability, ProviderError, ProviderRef
 
 logger = logging.getLogger("campaigns.engine")
+
+#: A sending campaign whose lease expired this long ago, with no wake-up
+#: due, is stalled (the watchdog of its last run should have come by now).
+STALL_AFTER = timedelta(seconds=60)
 
 
 def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, Outcome] | None:
@@ -70,6 +75,54 @@ def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, 
         if outcome is not None:
             outcomes[pk] = outcome
     return outcomes
+
+
+def _finals_to_fetch(backend, outcomes: dict[int, Outcome]) -> dict[int, Outcome]:
+    """The found messages whose fate is already final at the provider, when
+    the provider can report it the way live reports do (status polling).
+
+    A lookup answer says *what* happened but not whether the provider gave
+    the credits back; its delivery report does (``StatusUpdate.refunded``).
+    Those messages are recorded ``sent`` here (charged, as the provider did)
+    and their reports fetched and applied like any poll's, refund included
+    (:func:`_apply_fetched_finals`). Returns them; ``outcomes`` is changed
+    to record them as plain ``sent``.
+    """
+    if not backend.supports(Capability.DLR_POLL):
+        return {}  # only the lookup's status: applied as it is (see batch_record)
+    finals = {pk: o for pk, o in outcomes.items() if o.status == S.SENT and o.delivery}
+    for pk, outcome in finals.items():
+        outcomes[pk] = dataclasses.replace(outcome, delivery="")
+    return finals
+
+
+def _apply_fetched_finals(campaign: Campaign, backend, finals: dict[int, Outcome]) -> None:
+    """Fetch and apply the delivery reports of ``finals`` (see
+    :func:`_finals_to_fetch`). When the provider cannot answer now, the
+    messages stay ``sent`` and the status poll applies their reports later."""
+    from campaigns.reports import statuses_apply
+
+    phones = dict(Message.objects.filter(pk__in=list(finals)).values_list("pk", "phone"))
+    refs = [
+        ProviderRef(
+            provider_ref=o.provider_ref,
+            provider_batch_ref=o.provider_batch_ref,
+            reference=message_reference(pk),
+            to=phones.get(pk, ""),
+        )
+        for pk, o in sorted(finals.items())
+    ]
+    if not _paced_call(campaign, backend):
+        return
+    try:
+        updates = backend.fetch_statuses(refs)
+    except ProviderError as exc:
+        logger.warning(
+            "Campaign %s: reports of recovered messages not fetched: %s", campaign.pk, exc
+        )
+        return
+    if updates:
+        statuses_apply(account=campaign.account, updates=updates)
 
 
 def _paced_call(campaign: Campaign, backend) -> bool:
@@ -134,7 +187,10 @@ def batches_recover(
         outcomes = _lookup_outcomes(be, rows, now=now)
         if outcomes is None:
             continue
+        finals = _finals_to_fetch(be, outcomes)
         moved = batch_record(campaign=campaign, token=token, outcomes=outcomes)
+        if finals:
+            _apply_fetched_finals(campaign, be, finals)
         if moved:
             total += sum(moved.values())
             summary = ", ".join(f"{n} {status}" for status, n in sorted(moved.items()))
@@ -143,14 +199,15 @@ def batches_recover(
 
 
 def stalled_campaigns(*, now: datetime | None = None) -> list[int]:
-    """Campaigns ``sending`` with no live lease and no wake-up due soon: a
-    worker died or a task was lost. The recovery task enqueues them again."""
+    """Campaigns ``sending`` whose lease expired over :data:`STALL_AFTER` ago
+    with no wake-up due: a worker died and its watchdog run was lost too, or
+    no worker ran at all. The recovery sweep (every minute) enqueues them
+    again. One indexed query: cheap enough to run that often."""
     now = now or clock.now()
     return list(
         Campaign.objects.filter(status=C.SENDING)
         .filter(
-            Q(dispatch_lease_until__isnull=True)
-            | Q(dispatch_lease_until__lt=now - timedelta(minutes=2))
+            Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now - STALL_AFTER)
         )
         .filter(
             Q(next_dispatch_at__isnull=True) | Q(next_dispatch_at__lt=now - timedelta(minutes=1))

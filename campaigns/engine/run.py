@@ -15,6 +15,7 @@ For one campaign:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ from django.db.models import F, Min
 from campaigns import pacing, quiet_hours
 from campaigns.engine import clock
 from campaigns.engine.batch import BACKOFF_BASE, batch_claim, batch_record, batch_send
-from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S
+from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S, event
 from campaigns.engine.enqueue import enqueue_dispatch
-from campaigns.engine.lease import lease_release, lease_renew, lease_take
+from campaigns.engine.lease import LEASE, Heartbeat, lease_release, lease_renew, lease_take
 from campaigns.engine.plan import campaign_plan
 from campaigns.engine.recover import batches_recover
 from campaigns.engine.transitions import (
@@ -38,7 +39,7 @@ from campaigns.engine.transitions import (
     campaign_fail,
     campaign_start_if_due,
 )
-from campaigns.models import Campaign, Message
+from campaigns.models import Campaign, CampaignEvent, Message
 
 logger = logging.getLogger("campaigns.engine")
 
@@ -48,6 +49,14 @@ TIME_SLICE = 60.0
 FAIL_CAMPAIGN_AFTER = 3
 #: After a transient error, every worker leaves the account alone this long.
 TRANSIENT_PAUSE = 5.0
+#: A run comes back this long after a lease it found taken expires.
+WATCHDOG_MARGIN = timedelta(seconds=2)
+#: The ``CampaignEvent.action`` of a note on why dispatching stalled.
+STALLED = "stalled"
+#: Set when the worker process is asked to stop (SIGTERM, Ctrl-C): runs end
+#: after the batch in hand, and the campaign goes to the next worker.
+STOP = threading.Event()
+
 #: A run stopped by a transient database error is retried after this many
 #: seconds, doubling for each consecutive error up to DB_RETRY_MAX.
 DB_RETRY_BASE = 2.0
@@ -243,45 +252,33 @@ def _dispatch(
         return DispatchRun(campaign.status)
     token = lease_take(campaign_id)
     if token is None:
-        return DispatchRun("busy")
+        return _busy(campaign_id)
     run = DispatchRun("slice_over")
+    heartbeat = Heartbeat(campaign_id, token)
+    if heartbeat.enabled:
+        # The watchdog: should this worker die (SIGKILL, OOM, a lost host),
+        # a run comes back once the lease has expired, whatever the broker
+        # does with the dead worker's task (Redis forgets it).
+        enqueue_dispatch(campaign_id, at=clock.now() + LEASE + WATCHDOG_MARGIN)
     try:
-        if backend is None:
-            backend = campaign.account.get_backend()
-        if not campaign.planned:
-            if not campaign_plan(campaign_id=campaign_id, lease=token):
-                run.state = "lease_lost"
-                return run
-            campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
-        batches_recover(campaign_id=campaign_id, backend=backend)
-        limits = pacing.limits_for(campaign.account, type(backend))
-        while True:
-            status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True)[0]
-            if status != C.SENDING:
-                run.state = status
-                break
-            left = time_budget - (time.monotonic() - started)
-            if left <= 0 or (max_batches is not None and run.batches >= max_batches):
-                run.state = "slice_over"
-                break
-            if not lease_renew(campaign_id, token):
-                run.state = "lease_lost"
-                return run
-            step = dispatch_step(campaign=campaign, backend=backend, limits=limits, budget=left)
-            run.sent += step.sent
-            run.skipped += step.skipped
-            if step.state == "sent":
-                run.batches += 1
-                continue
-            if step.state == "done":
-                run.state = "done" if campaign_complete_if_done(campaign_id=campaign_id) else "idle"
-            elif step.state == "wait":
-                run.state, run.next_at = "waiting", step.wait_until
-            else:  # the step paused or failed the campaign
-                run.state = Campaign.objects.filter(pk=campaign_id).values_list(
-                    "status", flat=True
-                )[0]
-            break
+        with heartbeat:
+            _loop(
+                run,
+                campaign=campaign,
+                token=token,
+                heartbeat=heartbeat,
+                backend=backend,
+                deadline=started + time_budget,
+                max_batches=max_batches,
+            )
+    except (OperationalError, InterfaceError):
+        raise  # campaign_dispatch re-enqueues it with backoff
+    except Exception as exc:
+        # A bug or an unexpected answer: recorded where the page shows it;
+        # the watchdog (or the recovery sweep) brings the next run.
+        logger.exception("Campaign %s: dispatch run failed.", campaign_id)
+        dispatch_note(campaign_id, f"Dispatch failed: {type(exc).__name__}: {exc}")
+        raise
     finally:
         try:
             lease_release(campaign_id, token)
@@ -293,7 +290,95 @@ def _dispatch(
     elif run.state == "waiting":
         Campaign.objects.filter(pk=campaign_id).update(next_dispatch_at=run.next_at)
         enqueue_dispatch(campaign_id, at=run.next_at)
+    elif run.state not in ("done", "lease_lost", "stopping") and _status(campaign_id) == C.SENDING:
+        # Paused and resumed while this run was finishing its batch: the
+        # resume's own run found the lease taken, so this one hands over.
+        run.state = "resumed"
+        enqueue_dispatch(campaign_id)
     return run
+
+
+def _loop(
+    run: DispatchRun,
+    *,
+    campaign: Campaign,
+    token,
+    heartbeat: Heartbeat,
+    backend,
+    deadline: float,
+    max_batches: int | None,
+) -> None:
+    """The body of a run, holding the lease: plan, recover, then batches."""
+    campaign_id = campaign.pk
+    if backend is None:
+        backend = campaign.account.get_backend()
+    if not campaign.planned:
+        if not campaign_plan(campaign_id=campaign_id, lease=token):
+            run.state = "lease_lost"
+            return
+        campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
+    batches_recover(campaign_id=campaign_id, backend=backend)
+    limits = pacing.limits_for(campaign.account, type(backend))
+    while True:
+        status = _status(campaign_id)
+        if status != C.SENDING:
+            run.state = status
+            return
+        left = deadline - time.monotonic()
+        if left <= 0 or (max_batches is not None and run.batches >= max_batches):
+            run.state = "slice_over"
+            return
+        if STOP.is_set():
+            # The worker is shutting down: hand the campaign to the next one.
+            run.state = "slice_over"
+            return
+        if heartbeat.lost.is_set() or not lease_renew(campaign_id, token):
+            run.state = "lease_lost"
+            return
+        step = dispatch_step(campaign=campaign, backend=backend, limits=limits, budget=left)
+        run.sent += step.sent
+        run.skipped += step.skipped
+        if step.state == "sent":
+            run.batches += 1
+            continue
+        if step.state == "done":
+            run.state = "done" if campaign_complete_if_done(campaign_id=campaign_id) else "idle"
+        elif step.state == "wait":
+            run.state, run.next_at = "waiting", step.wait_until
+        else:  # the step paused or failed the campaign
+            run.state = _status(campaign_id)
+        return
+
+
+def _busy(campaign_id: int) -> DispatchRun:
+    """Another run holds the lease. Come back when it expires: if that run
+    is alive it has renewed it by then (and this is a cheap no-op); if it
+    died, this takes over within seconds of the expiry."""
+    until = (
+        Campaign.objects.filter(pk=campaign_id)
+        .values_list("dispatch_lease_until", flat=True)
+        .first()
+    )
+    at = max(until or clock.now(), clock.now()) + WATCHDOG_MARGIN
+    enqueue_dispatch(campaign_id, at=at)
+    return DispatchRun("busy", next_at=at)
+
+
+def dispatch_note(campaign_id: int, detail: str) -> None:
+    """Record why dispatching a campaign stopped or stalled, where its page
+    shows it (a ``CampaignEvent`` with action ``stalled``); the same note
+    twice in a row is written once. Best effort: never raises."""
+    try:
+        last = (
+            CampaignEvent.objects.filter(campaign_id=campaign_id)
+            .order_by("-id")
+            .values_list("action", "detail")
+            .first()
+        )
+        if last != (STALLED, detail[:5000]):
+            event(campaign_id, STALLED, detail=detail)
+    except DatabaseError:
+        logger.warning("Campaign %s: could not record: %s", campaign_id, detail)
 
 
 def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
@@ -317,6 +402,10 @@ def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
         delay,
     )
     at = clock.now() + timedelta(seconds=delay)
+    dispatch_note(
+        campaign_id,
+        f"Database error while dispatching ({type(exc).__name__}: {exc}); retried with backoff.",
+    )
     try:
         enqueue_dispatch(campaign_id, at=at)
     except DatabaseError:

@@ -9,18 +9,27 @@ from decimal import Decimal
 import pytest
 from django.db import OperationalError
 
-from campaigns import pacing
+from campaigns import engine, pacing
 from campaigns.engine import campaign_dispatch
 from campaigns.engine import plan as engine_plan
+from campaigns.engine import run as engine_run
 from campaigns.models import Campaign, Message
 from campaigns.services import campaign_pause, campaign_send_now
-from providers.backends.base import ProviderError
+from providers.backends.base import (
+    Capability,
+    DeliveryStatus,
+    ProviderError,
+    SendResult,
+    StatusUpdate,
+)
+from providers.models import CreditTransaction
 from tests.campaigns.engine_helpers import (
     RecordingBackend,
     assert_books_balance,
     assert_campaign_consistent,
     make_campaign,
     new_phones,
+    timeout_error,
 )
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +160,141 @@ def test_a_message_sent_after_a_failed_attempt_no_longer_reads_failed(sending, c
     assert {m.status for m in sent} == {S.SENT}
     assert [(m.status_reason, m.error_code, m.raw_error) for m in sent] == [("", "", "")] * 20
     assert {m.attempts for m in sent} == {1}  # the history is kept where it belongs
+
+
+class ReportingBackend(RecordingBackend):
+    """Like RecordingBackend, but the provider also reports delivery by poll:
+    every message ends ``failed`` and the provider refunds it (only its
+    report says so: ``refunds_failed`` is off, as for The SMS Works)."""
+
+    name = "reporting"
+    capabilities = frozenset({Capability.LOOKUP_BY_REFERENCE, Capability.DLR_POLL})
+    refunds_failed = False
+
+    def lookup_by_reference(self, references, *, numbers=None):
+        return [
+            SendResult(
+                reference=r,
+                accepted=True,
+                status=DeliveryStatus.FAILED,
+                provider_ref=self.accepted[r],
+                raw_status="FAILED",
+            )
+            for r in references
+            if r in self.accepted
+        ]
+
+    def fetch_statuses(self, refs):
+        return [
+            StatusUpdate(
+                status=DeliveryStatus.FAILED,
+                provider_ref=ref.provider_ref,
+                reference=ref.reference,
+                raw_status="FAILED",
+                refunded=True,
+            )
+            for ref in refs
+        ]
+
+
+def test_a_refund_found_during_recovery_is_applied(sending, account, clock):
+    campaign = sending(10)
+    backend = ReportingBackend()
+    backend.fail_next = [timeout_error()]  # accepted, but the answer is lost
+    campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+    assert Message.objects.filter(campaign=campaign, status=S.SUBMITTING).count() == 10
+
+    clock.advance(engine.STALE_AFTER.total_seconds() + 1)
+    assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "done"
+
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
+        S.FAILED
+    }
+    refunds = CreditTransaction.objects.filter(account=account, kind="refund")
+    assert sum(r.amount for r in refunds) == Decimal("10.00")  # as the provider did
+    campaign.refresh_from_db()
+    assert campaign.credits_charged == Decimal("10.00") and campaign.credits_reserved == 0
+    assert_books_balance(account)
+    assert sorted(backend.sent.values()) == [1] * 10  # never re-sent
+
+
+def test_pause_and_resume_while_another_run_holds_the_lease_still_requeues(
+    sending, superuser, clock, enqueue_calls
+):
+    from campaigns.engine import lease as engine_lease
+    from campaigns.services import campaign_resume
+
+    campaign = sending(30)
+    backend = RecordingBackend()
+    campaign_dispatch(campaign_id=campaign.pk, backend=backend, max_batches=0)  # planned
+    engine_lease.lease_take(campaign.pk)  # a run is still finishing its batch (or died)
+    lease_until = Campaign.objects.get(pk=campaign.pk).dispatch_lease_until
+    campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk), user=superuser)
+    campaign_resume(campaign=Campaign.objects.get(pk=campaign.pk), user=superuser)
+    enqueue_calls.clear()
+
+    run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)  # the resume's run
+
+    assert run.state == "busy"
+    assert enqueue_calls == [(campaign.pk, lease_until + timedelta(seconds=2))]
+    clock.set(lease_until + timedelta(seconds=2))
+    assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "done"
+    assert sorted(backend.sent.values()) == [1] * 30
+
+
+def test_a_run_that_stopped_for_a_pause_hands_over_when_resumed_meanwhile(
+    sending, superuser, clock, enqueue_calls, monkeypatch
+):
+    from campaigns.services import campaign_resume
+
+    campaign = sending(100)
+
+    class PausedAndResumedDuringTheBatch(RecordingBackend):
+        def send(self, batch):
+            results = super().send(batch)
+            if len(self.calls) == 1:
+                # The run reads "paused" after this batch; the resume comes
+                # in before it hands the lease back.
+                campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk), user=superuser)
+            return results
+
+    backend = PausedAndResumedDuringTheBatch()
+    real_release = engine_run.lease_release
+
+    def resume_then_release(campaign_id, token):
+        campaign_resume(campaign=Campaign.objects.get(pk=campaign_id), user=superuser)
+        assert campaign_dispatch(campaign_id=campaign_id, backend=backend).state == "busy"
+        real_release(campaign_id, token)
+
+    monkeypatch.setattr(engine_run, "lease_release", resume_then_release)
+    enqueue_calls.clear()
+    run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
+    monkeypatch.setattr(engine_run, "lease_release", real_release)
+
+    assert run.state == "resumed"
+    assert (campaign.pk, None) in enqueue_calls  # at once, not at the lease's expiry
+    assert campaign_dispatch(campaign_id=campaign.pk, backend=backend).state == "done"
+    assert sorted(backend.sent.values()) == [1] * 100
+
+
+def test_a_stalled_campaign_says_why_and_is_restarted_by_the_sweep(sending, clock, enqueue_calls):
+    from campaigns import tasks
+    from campaigns.models import CampaignEvent
+
+    campaign = sending(10)
+    campaign_dispatch(campaign_id=campaign.pk, backend=RecordingBackend(), max_batches=0)
+    # Its worker died a while ago and the watchdog run was lost too.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        dispatch_lease_until=clock.now() - timedelta(minutes=5), next_dispatch_at=None
+    )
+    enqueue_calls.clear()
+
+    tasks.recover_stuck_batches()
+    tasks.recover_stuck_batches()
+
+    assert enqueue_calls == [(campaign.pk, None), (campaign.pk, None)]
+    notes = CampaignEvent.objects.filter(campaign=campaign, action="stalled")
+    assert [n.detail for n in notes] == [
+        "Stalled: no worker was dispatching it (its worker stopped or its task was lost); "
+        "the recovery sweep restarted it."
+    ]  # said once, not once a minute

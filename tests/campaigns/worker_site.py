@@ -35,7 +35,7 @@ account = ProviderAccount.objects.create(
     name="Worker test", backend="simulator",
     credentials={"seed": 1, "latency": LATENCY, "reply_rate": 0, "delivery_delay": 3600,
                  "initial_balance": N * SIZE * 10},
-    requests_per_second=RPS, messages_per_second=0,
+    requests_per_second=RPS, messages_per_second=MPS,
 )
 credits_top_up(account=account, amount=Decimal(N * SIZE * 2), note="test")
 ids = []
@@ -101,6 +101,7 @@ class WorkerSite:
         self.procs: list[subprocess.Popen] = []
         self.manage("migrate", "--no-input")
         self.manage("createcachetable")
+        self.manage("sync_schedules")  # the periodic recovery sweep, as in production
 
     def _psql(self, sql: str) -> None:
         import psycopg
@@ -141,8 +142,10 @@ class WorkerSite:
         line = [x for x in done.stdout.splitlines() if x.startswith("RESULT=")][-1]
         return json.loads(line[len("RESULT=") :])
 
-    def setup_campaigns(self, *, n: int, size: int, rps: float = 0, latency: float = 0) -> list:
-        result = self.script(SETUP, N=n, SIZE=size, RPS=rps, LATENCY=latency)
+    def setup_campaigns(
+        self, *, n: int, size: int, rps: float = 0, mps: float = 0, latency: float = 0
+    ) -> list:
+        result = self.script(SETUP, N=n, SIZE=size, RPS=rps, MPS=mps, LATENCY=latency)
         return result["campaigns"]
 
     def send_now(self, campaign_ids: list[int]) -> None:
@@ -188,6 +191,11 @@ class WorkerSite:
             if predicate(state) or time.monotonic() > deadline:
                 return state
             time.sleep(every)
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a whole worker (the cluster and its processes): no cleanup."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
     def stop(self) -> None:
         for proc in self.procs:
