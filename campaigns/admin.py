@@ -133,7 +133,7 @@ class MessageAdmin(MessageEngineAdminMixin, admin.ModelAdmin):
         "sent_at",
         "status_at",
     ]
-    list_filter = ["status", "report_unmapped", "encoding"]
+    list_filter = ["status", "encoding"]
     search_fields = ["=phone", "=provider_ref"]
     list_select_related = ["campaign"]
     show_full_result_count = False

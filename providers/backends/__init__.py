@@ -42,6 +42,10 @@ def get_backend(account: ProviderAccount, **options) -> SmsBackend:
     ``options`` reach the backend's constructor (tests pass ``transport``).
     """
     cls = backend_class(account.backend)
+    # The zone the provider's timestamps are in, when the account knows it.
+    zone = getattr(account, "provider_time_zone", "")
+    if zone:
+        options.setdefault("time_zone", zone)
     return cls(
         credentials=dict(account.credentials or {}),
         base_url=account.base_url or None,

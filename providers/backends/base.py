@@ -96,6 +96,7 @@ class Capability(enum.StrEnum):
     OPTOUTS = "optouts"
     LISTS = "lists"
     LOOKUP_BY_REFERENCE = "lookup_by_reference"
+    ACCOUNT_SETTINGS = "account_settings"
 
 
 class SendOutcome(enum.StrEnum):
@@ -200,13 +201,13 @@ def batch_stop_error(results: Sequence[SendResult]) -> ProviderError | None:
         ErrorKind.TIMEOUT,
     )
     for kind in order:
-        result = found.get(kind)
-        if result is not None:
+        stopping = found.get(kind)
+        if stopping is not None:
             return ProviderError(
-                result.error_message or result.raw_status or f"{kind} error from the provider",
-                code=result.error_code,
+                stopping.error_message or stopping.raw_status or f"{kind} error from the provider",
+                code=stopping.error_code,
                 permanent=kind in (ErrorKind.AUTH, ErrorKind.CREDIT),
-                retry_after=result.retry_after,
+                retry_after=stopping.retry_after,
                 kind=str(kind),
                 maybe_processed=kind in unknown,
             )
@@ -440,6 +441,25 @@ class RemoteOptOut:
     added_at: datetime | None = None
     reason: str = ""
     text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """What the provider says about the account (capability
+    ``account_settings``); ``None`` / ``""`` where it says nothing.
+
+    - ``allows_unicode``: False when a UCS-2 text would be refused.
+    - ``allows_international``: False when only ``home_country`` numbers
+      can be sent to.
+    - ``home_country``: ISO 3166 alpha-2 code of the account's country.
+    - ``time_zone``: IANA name of the zone the provider's timestamps (and
+      schedule times) are in.
+    """
+
+    allows_unicode: bool | None = None
+    allows_international: bool | None = None
+    home_country: str = ""
+    time_zone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,6 +769,7 @@ class SmsBackend:
             # May sleep, or raise a ProviderError (DEFERRED / RATE_LIMIT) so
             # this call is never made.
             self.pacer(operation)
+        error: ProviderError | None
         try:
             response = self.client.request(
                 method,
@@ -1124,6 +1145,11 @@ class SmsBackend:
 
     def balance(self) -> Decimal:
         raise UnsupportedOperation(self.name, "balance")
+
+    def account_settings(self) -> AccountSettings:
+        """The account's settings at the provider (capability
+        ``account_settings``), cached on the account and used by the quote."""
+        raise UnsupportedOperation(self.name, "account settings")
 
     def top_up(self, credits: Decimal) -> Decimal:
         """Add credits to this (sub-)account at the provider; returns the new balance."""

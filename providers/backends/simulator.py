@@ -35,6 +35,9 @@ optional::
 - ``rate_limited``: seconds; when set, every call is refused like an HTTP
   429 with that ``Retry-After`` (to see how campaigns wait out a throttle).
 - ``latency``: seconds each call takes (at most 10).
+- ``allow_unicode``, ``allow_international`` (true) and ``home_country``
+  ("AU"): the account settings it reports (the quote refuses what they
+  forbid once they are read).
 - ``initial_balance`` (old name ``balance``): the simulated provider's
   balance before our first top-up, 0 by default: like a new account at a
   real provider, it holds what we bought through ``top_up`` (which
@@ -67,6 +70,7 @@ from typing import Any
 import phonenumbers
 
 from providers.backends.base import (
+    AccountSettings,
     Capability,
     DeliveryStatus,
     ErrorKind,
@@ -256,8 +260,8 @@ def _segments(body: str) -> int:
     try:
         from providers.sms import measure
     except ImportError:  # the measure module is optional for the simulator
-        measure = None
-    if measure is not None:
+        pass
+    else:
         return max(1, measure(body).segments)
     if all(ord(c) < 128 for c in body):
         return 1 if len(body) <= 160 else math.ceil(len(body) / 153)
@@ -343,6 +347,23 @@ class SimulatorBackend(SmsBackend):
         number = int(self.cache.get(key) or 0) + 1
         self.cache.set(key, number, STATE_TTL)
         return number
+
+    # ----------------------------------------------------------- settings
+    def account_settings(self) -> AccountSettings:
+        """Knobs ``allow_unicode`` and ``allow_international`` (true by
+        default) and ``home_country`` (``"AU"`` by default), to try the
+        quote's checks."""
+        self._call("settings")
+        data = {**self.credentials, **self.options}
+        home = str(data.get("home_country") or "AU").strip().upper()
+        if not _REGION.match(home):
+            raise _config_error(f"'home_country' must be a two-letter country code, got {home!r}")
+        return AccountSettings(
+            allows_unicode=_flag(data, "allow_unicode", True),
+            allows_international=_flag(data, "allow_international", True),
+            home_country=home,
+            time_zone="UTC",
+        )
 
     # ------------------------------------------------------------ balance
     def _balance(self) -> Decimal:
@@ -513,7 +534,7 @@ class SimulatorBackend(SmsBackend):
                 region = phonenumbers.region_code_for_number(phonenumbers.parse(to, None))
             except phonenumbers.NumberParseException:
                 region = None
-            if region in cfg.country_rates:
+            if region is not None and region in cfg.country_rates:
                 return cfg.country_rates[region]
         return cfg.credits_per_segment
 
@@ -655,6 +676,7 @@ class SimulatorBackend(SmsBackend):
             if timeline[0] != DeliveryStatus.DELIVERED or due > now:
                 pending.append(keys[key])
                 continue
+            assert p is not None  # a reply without a parsable ref has no timeline
             digest = p[3]
             if self._rand(digest, "stop") < self.config.stop_share:
                 text = "STOP"

@@ -21,9 +21,10 @@ How our model maps onto theirs:
   ``lookup_by_reference`` is not offered: a message left ``submitting`` by a
   crash cannot be reconciled and must not be sent again blindly.
 - Schedule times (``TimeScheduled``) and the timestamps returned are in the
-  time zone SMS Everyone set for the account. The doc says accounts use
-  their local time unless SMS Everyone is asked otherwise; the backend reads
-  credentials ``time_zone`` (IANA name) and defaults to Australia/Sydney.
+  time zone SMS Everyone set for the account ("your local time or UTC").
+  The account's ``provider_time_zone`` (shown and editable on its page;
+  taken from the provider's settings if they ever carry one) reaches the
+  backend as the ``time_zone`` option; Australia/Sydney until set.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from providers.backends.base import (
+    AccountSettings,
     Capability,
     DeliveryStatus,
     ErrorKind,
@@ -151,7 +153,10 @@ DR_STATUS: dict[str, DeliveryStatus] = {
 #: Carrier codes seen in the doc (passed through from the carriers unaltered).
 CARRIER_CODES: dict[str, str] = {"300": "Invalid destination"}
 
+#: The zone assumed for the provider's timestamps until the account says
+#: otherwise (``ProviderAccount.provider_time_zone``): SMS Everyone is in Sydney.
 DEFAULT_TIME_ZONE = "Australia/Sydney"
+HOME_COUNTRY = "AU"
 
 
 def _int(value: Any) -> int | None:
@@ -189,8 +194,10 @@ def to_msisdn_or_raw(number: str) -> str:
 
 
 class SmsEveryoneBackend(SmsBackend):
-    """SMS Everyone. Credentials: ``username``, ``password`` (Basic auth) and
-    optionally ``time_zone`` (the account's time zone at SMS Everyone).
+    """SMS Everyone. Credentials: ``username``, ``password`` (Basic auth).
+    The option ``time_zone`` (from ``ProviderAccount.provider_time_zone``,
+    the zone SMS Everyone set for the account) reads and writes its
+    timestamps; ``credentials["time_zone"]`` is still honoured.
 
     Top-ups (``/api/credits``) authenticate as the account being topped up,
     i.e. with this instance's credentials, which for a reseller's
@@ -210,6 +217,7 @@ class SmsEveryoneBackend(SmsBackend):
             Capability.TOPUP,
             Capability.OPTOUTS,
             Capability.LISTS,
+            Capability.ACCOUNT_SETTINGS,
         }
     )
     #: Destinations per create call. The doc gives no cap; 500 keeps a request
@@ -553,7 +561,8 @@ class SmsEveryoneBackend(SmsBackend):
         if not isinstance(item, Mapping) or not item.get("Destination"):
             return None
         destination = str(item["Destination"])
-        status = item.get("Status") if isinstance(item.get("Status"), Mapping) else {}
+        found = item.get("Status")
+        status: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         raw = status.get("DeliveryReceiptStatusId")
         carrier_code = status.get("Code")
         error_code = "" if carrier_code in (None, "", 0, "0") else str(carrier_code)
@@ -673,6 +682,33 @@ class SmsEveryoneBackend(SmsBackend):
     def user_settings(self) -> dict[str, Any]:
         """``/api/RetrieveUserSettings``: UserId, AllowUnicode, AllowInternational, Credits."""
         return self.call("/RetrieveUserSettings", {}, operation="balance")
+
+    def account_settings(self) -> AccountSettings:
+        """``AllowUnicode`` and ``AllowInternational`` from
+        ``/api/RetrieveUserSettings``. SMS Everyone is an Australian service
+        ("messaging is limited to Australia only" when not international).
+        The doc shows no time zone there; one is read if the answer ever
+        carries a valid ``TimeZone``, else the account keeps the zone staff
+        set (the doc: "represented in your local time or UTC. Just let us
+        know what you prefer")."""
+        answer = self.user_settings()
+
+        def flag(key: str) -> bool | None:
+            value = answer.get(key)
+            return value if isinstance(value, bool) else None
+
+        zone = str(answer.get("TimeZone") or "").strip()
+        try:
+            ZoneInfo(zone) if zone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            logger.warning("SMS Everyone TimeZone %r is not a zone name; ignored.", zone)
+            zone = ""
+        return AccountSettings(
+            allows_unicode=flag("AllowUnicode"),
+            allows_international=flag("AllowInternational"),
+            home_country=HOME_COUNTRY,
+            time_zone=zone,
+        )
 
     def balance(self) -> Decimal:
         answer = self.user_settings()

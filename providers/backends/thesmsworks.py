@@ -146,7 +146,7 @@ def e164(value: Any) -> str:
     return "+" + digits
 
 
-def _items(body: Any, *keys: str) -> list[dict]:
+def _items(body: Any, *keys: str) -> list[Mapping[str, Any]]:
     """The list of message objects in an answer: a bare list, or a list under
     one of ``keys`` (defensive: the doc names the response types but does not
     show them)."""
