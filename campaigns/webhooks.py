@@ -6,8 +6,9 @@ parses the request (:meth:`SmsBackend.parse_webhook`) and
 :mod:`campaigns.reports` applies what it found, so providers never import
 campaigns.
 
-Answers: 403 for an unknown token or a provider that is not the account's
-(nothing read, nothing stored); 400 with the reason for a body the backend
+Answers: 403 for an unknown token or a provider that is not the account's,
+or a call the backend's :meth:`SmsBackend.verify_webhook` refuses (a bad
+provider signature) (nothing read, nothing stored); 400 with the reason for a body the backend
 cannot read (nothing stored); 503 + Retry-After when a report concerns a
 message whose send is not recorded yet (the provider tries again; applied
 reports are idempotent); otherwise the backend's own answer (e.g. SMS
@@ -35,21 +36,19 @@ from django.views.decorators.csrf import csrf_exempt
 from campaigns.reports import inbound_apply, statuses_apply
 from providers.backends import backend_class
 from providers.backends.base import (
-    Capability,
+    WEBHOOK_KINDS,
     InboundSms,
     StatusUpdate,
     UnsupportedOperation,
     WebhookError,
+    WebhookForbidden,
 )
 from providers.models import ProviderAccount
 
 logger = logging.getLogger("campaigns.webhooks")
 
-#: URL kind → the backend capability that makes it exist.
-KINDS: dict[str, str] = {
-    "status": Capability.DLR_WEBHOOK,
-    "inbound": Capability.REPLIES_WEBHOOK,
-}
+#: URL kind → the backend capability that makes it exist (declared once).
+KINDS = WEBHOOK_KINDS
 
 #: Accounts are looked up by this many leading characters of the token and
 #: the whole token is then compared in constant time, so response times can
@@ -108,6 +107,13 @@ def webhook_view(request: HttpRequest, provider: str, token: str, kind: str) -> 
         return _plain(HttpResponseNotFound, f"{provider} sends no {kind} webhooks.")
 
     backend = account.get_backend()
+    try:
+        # The token matched; a provider that signs its calls is checked too.
+        backend.verify_webhook(request)
+    except WebhookForbidden as exc:
+        backend.close()
+        logger.warning("webhook %s/%s account %s: forbidden: %s", provider, kind, account.pk, exc)
+        return _plain(HttpResponseForbidden, f"Webhook refused: {exc}")
     try:
         items = backend.parse_webhook(request)
     except WebhookError as exc:

@@ -231,7 +231,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         ),
         (
             "At the provider",
-            {"fields": ["provider_settings_display", "provider_time_zone"]},
+            {"fields": ["provider_settings_display", "provider_time_zone", "message_validity"]},
         ),
         ("Webhooks", {"fields": ["webhook_token", "webhook_urls"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
@@ -331,15 +331,14 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         from django.utils.html import format_html, format_html_join
 
         from providers.backends import backend_class
-        from providers.backends.base import Capability
+        from providers.backends.base import WEBHOOK_KINDS
 
         if not obj or not obj.pk:
             return "-"
-        kinds = {
-            "status": (Capability.DLR_WEBHOOK, "Delivery reports"),
-            "inbound": (Capability.REPLIES_WEBHOOK, "Replies"),
-        }
-        capabilities = backend_class(obj.backend).capabilities
+        labels = {"status": "Delivery reports", "inbound": "Replies"}
+        kinds = {kind: (capability, labels[kind]) for kind, capability in WEBHOOK_KINDS.items()}
+        cls = backend_class(obj.backend)
+        capabilities = cls.capabilities
         base = settings.PUBLIC_BASE_URL.rstrip("/")
         rows = [
             (
@@ -357,9 +356,10 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             return f"{obj.backend} pushes nothing to us; statuses and replies are polled."
         note = "" if base else " (prefix with this site's address, or set PUBLIC_BASE_URL)"
         return format_html(
-            "{}{}",
+            "{}{}<div>{}</div>",
             format_html_join("", "<div>{}: <code>{}</code></div>", rows),
             note,
+            cls.webhook_setup_note,
         )
 
     def get_fieldsets(self, request, obj=None):

@@ -107,6 +107,12 @@ class ProviderAccount(models.Model):
     provider_allows_international = models.BooleanField(null=True, blank=True, editable=False)
     provider_home_country = models.CharField(max_length=2, blank=True, editable=False)
     provider_settings_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    message_validity = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minutes the provider keeps trying to deliver a message, where it takes a "
+        "validity (The SMS Works). Empty: the provider's default.",
+    )
     provider_time_zone = models.CharField(
         max_length=64,
         blank=True,

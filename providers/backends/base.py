@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -97,6 +99,42 @@ class Capability(enum.StrEnum):
     LISTS = "lists"
     LOOKUP_BY_REFERENCE = "lookup_by_reference"
     ACCOUNT_SETTINGS = "account_settings"
+
+
+#: Each webhook kind (``/hooks/<backend>/<token>/<kind>/``) and the
+#: capability that makes a backend offer it: declared once, read by the
+#: webhook view, the account page and :func:`providers.backends.webhook_urls_for`.
+WEBHOOK_KINDS: dict[str, Capability] = {
+    "status": Capability.DLR_WEBHOOK,
+    "inbound": Capability.REPLIES_WEBHOOK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookUrls:
+    """Our absolute webhook addresses for one account ("" when unknown, i.e.
+    ``PUBLIC_BASE_URL`` is not set). A backend passes them to providers that
+    take a callback URL per message (The SMS Works ``deliveryreporturl``,
+    TransmitSMS ``dlr_callback``/``reply_callback``, CALLR
+    ``webhook.endpoint``)."""
+
+    status: str = ""
+    inbound: str = ""
+
+
+def hmac_signature_valid(
+    body: bytes, secret: str, signature: str, *, algorithm: str = "sha256"
+) -> bool:
+    """Whether ``signature`` (base64 or hex) is the HMAC of ``body`` with
+    ``secret``; compared in constant time. For :meth:`SmsBackend.verify_webhook`
+    of providers that sign their calls (CALLR: ``X-CALLR-HmacSignature``,
+    base64 HMAC-SHA256 of the body)."""
+    if not secret or not signature:
+        return False
+    digest = hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).digest()
+    given = signature.strip()
+    candidates = (base64.b64encode(digest).decode("ascii"), digest.hex())
+    return any(hmac.compare_digest(given, expected) for expected in candidates)
 
 
 class SendOutcome(enum.StrEnum):
@@ -658,6 +696,8 @@ class SmsBackend:
     min_reply_poll_interval: ClassVar[float] = 0
     #: Whether the provider returns credits for undelivered/expired/rejected.
     refunds_failed: ClassVar[bool] = False
+    #: What staff must do at the provider for its webhooks (account page).
+    webhook_setup_note: ClassVar[str] = ""
 
     #: Per phase, in seconds. The read timeout stays well below the django-q2
     #: task timeout (90 s) so a slow provider fails the call, not the worker.
@@ -671,10 +711,14 @@ class SmsBackend:
         transport: httpx.BaseTransport | None = None,
         account_key: str = "",
         pacer: Pacer | None = None,
+        webhook_urls: WebhookUrls | None = None,
         **options: Any,
     ) -> None:
         self.credentials = dict(credentials or {})
         self.pacer = pacer
+        #: Our webhook addresses for this account, to pass per message where
+        #: the provider takes a callback URL.
+        self.webhook_urls = webhook_urls or WebhookUrls()
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.account_key = account_key
         self.options = options
@@ -1130,6 +1174,15 @@ class SmsBackend:
     def fetch_replies(self) -> list[InboundSms]:
         raise UnsupportedOperation(self.name, "reply polling")
 
+    def verify_webhook(self, request) -> None:
+        """Raise :class:`WebhookForbidden` unless ``request`` (a Django
+        HttpRequest) comes from the provider. Called by the webhook view after
+        the account's URL token matched (always, in constant time) and
+        before :meth:`parse_webhook`. Default: the token is all the provider
+        offers. A provider that signs its calls checks the signature here
+        (:func:`hmac_signature_valid`, a secret from the credentials); when a
+        secret is configured a missing signature is forged."""
+
     def parse_webhook(self, request) -> list[StatusUpdate | InboundSms]:
         """Parse a webhook request (a Django HttpRequest) into updates.
 
@@ -1200,3 +1253,8 @@ class SmsBackend:
 
 class WebhookError(ValueError):
     """A webhook body we cannot read; the view answers 400 with this text."""
+
+
+class WebhookForbidden(Exception):
+    """A webhook call that is not the provider's (a bad or missing
+    signature); the view answers 403 and reads nothing."""

@@ -226,6 +226,10 @@ class SmsEveryoneBackend(SmsBackend):
     default_base_url = "https://smseveryone.com/api"
     #: "Please do not check this API any more often than 1 minute."
     min_reply_poll_interval = 60
+    webhook_setup_note = (
+        "Replies are polled every minute; the Replies URL is optional (SMS Everyone sets it "
+        "up on request, for single-connection accounts)."
+    )
     refunds_failed = False
 
     # ------------------------------------------------------------ plumbing

@@ -189,6 +189,12 @@ class TheSmsWorksBackend(SmsBackend):
     #: Refunds depend on the report (UK or not): each StatusUpdate says
     #: ``refunded`` itself, so the blanket rule stays off.
     refunds_failed = False
+    webhook_setup_note = (
+        "Replies (and STOPs) reach us only through the Replies URL: paste it as the incoming "
+        "messages URL on your SMS Works account page; the API has no reply polling we can "
+        "rely on. Delivery reports need nothing: each message carries our Delivery reports "
+        "URL when PUBLIC_BASE_URL is set."
+    )
 
     REQUIRED_CREDENTIALS = ("customerid", "key", "secret")
 
@@ -342,6 +348,13 @@ class TheSmsWorksBackend(SmsBackend):
             payload["schedule"] = self._schedule(first.send_at)
         # Our reference; a batch carries its first message's (see the module doc).
         payload["tag"] = first.reference
+        # Reports of this message come to our URL, whatever the account page
+        # at the provider says (the doc's optional "deliveryreporturl").
+        if self.webhook_urls.status:
+            payload["deliveryreporturl"] = self.webhook_urls.status
+        validity = self.options.get("validity_minutes")
+        if validity:
+            payload["validity"] = int(validity)
         return payload
 
     def post(self, payload: Any, batch: list[OutboundSms]) -> Any:
