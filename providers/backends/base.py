@@ -500,15 +500,6 @@ class AccountSettings:
     time_zone: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteList:
-    """A contact list stored at the provider (capability "lists")."""
-
-    list_id: str
-    name: str
-    count: int = 0
-
-
 class ProviderError(Exception):
     """Any failure talking to a provider.
 
@@ -641,21 +632,6 @@ def parse_local_datetime(value: Any, tz: str | ZoneInfo = "UTC") -> datetime | N
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz))
     return parsed
-
-
-SECRET_KEYS = ("password", "secret", "key", "token", "authorization", "api_key", "apikey")
-
-
-def redact(data: Any) -> Any:
-    """A copy of ``data`` with every credential-looking value replaced."""
-    if isinstance(data, Mapping):
-        return {
-            k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) else redact(v)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [redact(v) for v in data]
-    return data
 
 
 class SmsBackend:
@@ -1220,35 +1196,10 @@ class SmsBackend:
     def resume(self, ref: ProviderRef) -> None:
         raise UnsupportedOperation(self.name, "resume")
 
-    # Provider-side opt-outs (capability "optouts"). Numbers are E.164 with "+".
-    def optouts_add(self, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
-    def optouts_remove(self, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
+    # The provider's own opt-out list (capability "optouts"), synced into
+    # the local opt-outs (campaigns.provider_optouts).
     def optouts_list(self) -> list[RemoteOptOut]:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
-    # Provider-side contact lists (capability "lists").
-    def lists_list(self) -> list[RemoteList]:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        """Create a list; returns its provider id."""
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_delete(self, list_id: str) -> None:
-        raise UnsupportedOperation(self.name, "lists")
+        raise UnsupportedOperation(self.name, "opt-out list")
 
 
 class WebhookError(ValueError):

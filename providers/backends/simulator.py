@@ -78,7 +78,6 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
-    RemoteList,
     RemoteOptOut,
     SendResult,
     SmsBackend,
@@ -272,7 +271,7 @@ class SimulatorBackend(SmsBackend):
     """A provider simulated in the cache; see the module docstring for knobs."""
 
     name = "simulator"
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.LISTS}  # every one it implements
     max_batch = 500
     refunds_failed = True
 
@@ -800,6 +799,8 @@ class SimulatorBackend(SmsBackend):
     def _optouts(self) -> dict[str, float]:
         return dict(self.cache.get(self._key("optouts")) or {})
 
+    # Not part of the contract: the simulated provider's own list, filled by
+    # staff or tests to see its opt-out wash and the opt-out sync.
     def optouts_add(self, numbers: list[str]) -> None:
         self._call("opt-out")
         optouts = self._optouts()
@@ -820,59 +821,3 @@ class SimulatorBackend(SmsBackend):
             RemoteOptOut(number=n, added_at=datetime.fromtimestamp(at, UTC), reason="Client")
             for n, at in sorted(self._optouts().items())
         ]
-
-    # --------------------------------------------------------------- lists
-    def _lists(self) -> dict[str, dict]:
-        return dict(self.cache.get(self._key("lists")) or {})
-
-    def _save_lists(self, lists: dict[str, dict]) -> None:
-        self.cache.set(self._key("lists"), lists, STATE_TTL)
-
-    def _list(self, lists: dict[str, dict], list_id: str) -> dict:
-        if str(list_id) not in lists:
-            raise ProviderError(
-                f"simulator: no list {list_id!r}.", permanent=True, kind="not_found"
-            )
-        return lists[str(list_id)]
-
-    def lists_list(self) -> list[RemoteList]:
-        self._call("lists")
-        return [
-            RemoteList(list_id=k, name=v["name"], count=len(v["numbers"]))
-            for k, v in sorted(self._lists().items(), key=lambda kv: int(kv[0]))
-        ]
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        self._call("list details")
-        return list(self._list(self._lists(), list_id)["numbers"])
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        self._call("list create")
-        lists = self._lists()
-        list_id = str(max((int(k) for k in lists), default=0) + 1)
-        lists[list_id] = {"name": name, "numbers": []}
-        self._save_lists(lists)
-        self.list_add_numbers(list_id, numbers)
-        return list_id
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        lists = self._lists()
-        members = self._list(lists, list_id)["numbers"]
-        for number in numbers:
-            e164 = "+" + to_msisdn(number)
-            if e164 not in members:
-                members.append(e164)
-        self._save_lists(lists)
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        lists = self._lists()
-        entry = self._list(lists, list_id)
-        drop = {"+" + to_msisdn(n) for n in numbers}
-        entry["numbers"] = [n for n in entry["numbers"] if n not in drop]
-        self._save_lists(lists)
-
-    def list_delete(self, list_id: str) -> None:
-        lists = self._lists()
-        self._list(lists, list_id)
-        del lists[str(list_id)]
-        self._save_lists(lists)

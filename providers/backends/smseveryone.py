@@ -34,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,7 +50,6 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
-    RemoteList,
     RemoteOptOut,
     SendResult,
     SmsBackend,
@@ -216,7 +215,6 @@ class SmsEveryoneBackend(SmsBackend):
             Capability.BALANCE,
             Capability.TOPUP,
             Capability.OPTOUTS,
-            Capability.LISTS,
             Capability.ACCOUNT_SETTINGS,
         }
     )
@@ -470,42 +468,8 @@ class SmsEveryoneBackend(SmsBackend):
         return washed
 
     # -------------------------------------------------- campaign operations
-    def campaign_status(self, campaign_id: int | str) -> str:
-        """The provider's word for a campaign: "Scheduled", "Running", "Paused", "Deleted"…"""
-        answer = self.call(
-            "/campaign",
-            {"CampaignId": self._campaign_id(campaign_id), "Action": "status"},
-            operation="status",
-        )
-        return str(answer.get("Message", ""))
-
-    def modify_campaign(
-        self,
-        campaign_id: int | str,
-        *,
-        message: str | None = None,
-        originator: str | None = None,
-        send_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Change the text, sender or time of a scheduled campaign; returns the
-        answer (``Messages``, ``Segments``, ``Credits``)."""
-        payload: dict[str, Any] = {}
-        if message is not None:
-            payload["Message"] = message
-        if originator is not None:
-            payload["Originator"] = self._originator(originator)
-        # The doc's modify example spells it "CampaignID", as a string.
-        payload["CampaignID"] = str(self._campaign_id(campaign_id))
-        if send_at is not None:
-            scheduled = self._schedule(send_at)
-            if not scheduled:
-                raise ProviderError(
-                    "The new schedule time has already passed.", permanent=True, kind="validation"
-                )
-            payload["TimeScheduled"] = scheduled
-        payload["Action"] = "modify"
-        return self.call("/campaign", payload, operation="modify")
-
+    # Cancel/pause/resume act on a provider campaign held on a schedule
+    # (``TimeScheduled``); the engine sends without one today.
     def cancel(self, ref: ProviderRef) -> None:
         """Delete the provider campaign of ``ref`` (all its destinations).
         Deleting one already deleted (-107) counts as done."""
@@ -603,28 +567,9 @@ class SmsEveryoneBackend(SmsBackend):
             )
 
     def fetch_replies(self) -> list[InboundSms]:
-        """Replies not retrieved before (the provider flags what it returns)."""
-        return self.replies()
-
-    def replies(
-        self,
-        *,
-        test: bool = False,
-        days: int | None = None,
-        date_start: date | None = None,
-        date_end: date | None = None,
-    ) -> list[InboundSms]:
-        """``/api/replies``: since the last poll by default; ``test`` leaves
-        them unflagged; ``days`` or a date range re-read older ones."""
+        """Replies not retrieved before (``/api/replies`` with ``{}``: the
+        provider flags what it returns), at most once a minute per account."""
         payload: dict[str, Any] = {}
-        if test:
-            payload["Test"] = True
-        if days:
-            payload["Days"] = int(days)
-        if date_start:
-            payload["DateStart"] = date_start.isoformat()
-        if date_end:
-            payload["DateEnd"] = date_end.isoformat()
         self._reply_poll_guard()
         answer = self.call("/replies", payload, operation="replies")
         replies = []
@@ -744,22 +689,6 @@ class SmsEveryoneBackend(SmsBackend):
         return balance
 
     # ------------------------------------------------------------- opt-outs
-    def optouts_add(self, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/optouts",
-                {"Action": "add", "Originator": [to_msisdn(n) for n in numbers]},
-                operation="opt-out",
-            )
-
-    def optouts_remove(self, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/optouts",
-                {"Action": "delete", "Originator": [to_msisdn(n) for n in numbers]},
-                operation="opt-in",
-            )
-
     def optouts_list(self) -> list[RemoteOptOut]:
         answer = self.call("/optouts", {"Action": "list"}, operation="opt-out list")
         return [
@@ -772,81 +701,3 @@ class SmsEveryoneBackend(SmsBackend):
             for item in answer.get("OptOut") or []
             if isinstance(item, Mapping) and item.get("Originator")
         ]
-
-    # ---------------------------------------------------------------- lists
-    @staticmethod
-    def _records(numbers: list[str]) -> list[dict[str, str]]:
-        return [{"Number": ",".join(to_msisdn(n) for n in numbers)}]
-
-    def _crm_id(self, list_id: str | int) -> int:
-        value = _int(list_id)
-        if value is None:
-            raise ProviderError(
-                f"{list_id!r} is not an SMS Everyone CrmId.", permanent=True, kind="validation"
-            )
-        return value
-
-    def lists_list(self) -> list[RemoteList]:
-        answer = self.call("/crm", {"Action": "list"}, operation="lists")
-        return [
-            RemoteList(
-                list_id=str(group["CrmId"]),
-                name=str(group.get("Description") or ""),
-                count=_int(group.get("Count")) or 0,
-            )
-            for group in answer.get("Groups") or []
-            if isinstance(group, Mapping) and group.get("CrmId") and not group.get("Deleted")
-        ]
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        answer = self.call(
-            "/crm", {"Action": "details", "CrmId": self._crm_id(list_id)}, operation="list details"
-        )
-        numbers = []
-        for record in answer.get("Records") or []:
-            if isinstance(record, Mapping):
-                numbers += [to_e164(n) for n in str(record.get("Number", "")).split(",") if n]
-        return numbers
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        answer = self.call(
-            "/crm",
-            {"Action": "create", "Description": name, "Records": self._records(numbers)},
-            operation="list create",
-        )
-        if not answer.get("CrmId"):
-            raise ProviderError(
-                "SMS Everyone list create: the answer has no CrmId.",
-                kind="protocol",
-                maybe_processed=True,
-            )
-        return str(answer["CrmId"])
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/crm",
-                {
-                    "Action": "append",
-                    "CrmId": self._crm_id(list_id),
-                    "Records": self._records(numbers),
-                },
-                operation="list append",
-            )
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/crm",
-                {
-                    "Action": "remove",
-                    "CrmId": self._crm_id(list_id),
-                    "Records": self._records(numbers),
-                },
-                operation="list remove",
-            )
-
-    def list_delete(self, list_id: str) -> None:
-        self.call(
-            "/crm", {"Action": "delete", "CrmId": self._crm_id(list_id)}, operation="list delete"
-        )

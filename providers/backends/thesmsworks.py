@@ -653,9 +653,3 @@ class TheSmsWorksBackend(SmsBackend):
                 permanent=True,
                 kind="validation",
             )
-
-    def query_messages(self, **criteria: Any) -> list[StatusUpdate]:
-        """``POST /messages`` with the doc's criteria (status, destination,
-        sender, keyword, tag, from, to) → the matching reports."""
-        body = self.call("POST", "/messages", json_body=criteria)
-        return [self.report_update(i) for i in _items(body, "messages") if not self._is_inbound(i)]
