@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run test setup lint format check-deploy benchmarks clean
+.PHONY: run test setup lint typecheck format benchmarks clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a pull that adds a
 # dependency reinstalls on the next make run/test.
@@ -37,16 +37,17 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy with django-stubs on providers/ (settings in pyproject.toml [tool.mypy]).
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy providers/
+
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every script in benchmarks/ (each prints its figures next to the physical limit).
 benchmarks: $(VENV)/.installed
-	$(PY) benchmarks/quote.py
-	$(PY) benchmarks/campaign.py
-	$(PY) benchmarks/campaign_page.py
-	$(PY) benchmarks/import.py
-	$(PY) benchmarks/admin.py
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

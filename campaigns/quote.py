@@ -348,6 +348,39 @@ def campaign_recipients(*, campaign: Campaign) -> Iterator[PlannedRecipient]:
         )
 
 
+def _home_prefix(account: ProviderAccount) -> str:
+    """``"+61"`` when the provider said the account cannot send abroad (and
+    named its country), else ``""``: every number may be sent to."""
+    if account.provider_allows_international is not False or not account.provider_home_country:
+        return ""
+    code = phonenumbers.country_code_for_region(account.provider_home_country)
+    return f"+{code}" if code else ""
+
+
+def _provider_setting_problems(
+    account: ProviderAccount, *, encodings: Counter[str], abroad: int
+) -> list[str]:
+    """What the provider would refuse for every message, from the settings it
+    reported for the account (cached on it, see providers.account_settings)."""
+    problems = []
+    ucs2 = encodings.get("UCS-2", 0)
+    if account.provider_allows_unicode is False and ucs2:
+        problems.append(
+            f"{ucs2} message{'s need' if ucs2 > 1 else ' needs'} Unicode (UCS-2), but "
+            f"{account.name} may not send Unicode texts at the provider, which would refuse "
+            "them: replace the non-GSM characters, or ask the provider to enable Unicode and "
+            "read the account's settings again."
+        )
+    if abroad:
+        problems.append(
+            f"{abroad} recipient{'s are' if abroad > 1 else ' is'} outside "
+            f"{account.provider_home_country}, but {account.name} may not send "
+            "internationally at the provider: remove them, or ask the provider to enable "
+            "international messaging and read the account's settings again."
+        )
+    return problems
+
+
 def campaign_quote(*, campaign: Campaign) -> CampaignQuote:
     """Count recipients, exclusions, segments and credits of ``campaign`` now.
 
@@ -355,7 +388,8 @@ def campaign_quote(*, campaign: Campaign) -> CampaignQuote:
     re-quotes and reserves atomically). ``problems`` lists everything that
     must be fixed before sending: empty body, malformed or unknown
     placeholders, an invalid sender, messages too long for the provider, no
-    recipients, not enough credits, an inactive account.
+    recipients, not enough credits, an inactive account, Unicode texts or
+    numbers abroad where the provider said the account may not send them.
     """
     account = campaign.account
     stream = _Stream(campaign)
@@ -380,8 +414,12 @@ def campaign_quote(*, campaign: Campaign) -> CampaignQuote:
     recipients = 0
     last_measure: SmsMeasure | None = None
     flagged = False
-    for _phone, _cid, _body, m, rate, missing_names in stream:
+    home_prefix = _home_prefix(account)
+    abroad = 0
+    for phone, _cid, _body, m, rate, missing_names in stream:
         recipients += 1
+        if home_prefix and not phone.startswith(home_prefix):
+            abroad += 1
         by_price[(m.segments, rate)] += 1
         encodings[m.encoding] += 1
         if m is not last_measure:
@@ -416,6 +454,7 @@ def campaign_quote(*, campaign: Campaign) -> CampaignQuote:
             units=longest.units,
             what=what if stream.static else f"{what} (the longest)",
         )
+    problems += _provider_setting_problems(account, encodings=encodings, abroad=abroad)
     if stream.body.strip() and recipients == 0:
         excluded = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in stream.excluded.items() if n)
         problems.append(

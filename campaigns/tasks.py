@@ -35,6 +35,11 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "smsoffice: recover stuck batches": ("campaigns.tasks.recover_stuck_batches", 1),
     # Numbers on a provider's own opt-out list become local opt-outs.
     "smsoffice: sync provider opt-outs": ("campaigns.provider_optouts.sync_provider_optouts", 60),
+    # Unicode / international / time zone as the provider says (quote checks).
+    "smsoffice: refresh provider account settings": (
+        "providers.tasks.refresh_account_settings",
+        360,
+    ),
     # Reports drift between our ledger and provider balances; never overwrites.
     "smsoffice: reconcile provider balances": ("providers.tasks.reconcile_balances", 60),
 }

@@ -6,10 +6,12 @@ parses the request (:meth:`SmsBackend.parse_webhook`) and
 :mod:`campaigns.reports` applies what it found, so providers never import
 campaigns.
 
-Answers: 403 for an unknown token or a provider that is not the account's
-(nothing read, nothing stored); 400 with the reason for a body the backend
-cannot read, or one :mod:`campaigns.webhook_input` refuses (too large, too
-deep, a field too long; nothing stored); 503 + Retry-After when a report concerns a
+Answers: 403 for an unknown token or a provider that is not the account's,
+or a call the backend's :meth:`SmsBackend.verify_webhook` refuses (a bad
+provider signature) (nothing read, nothing stored); 400 with the reason for
+a body the backend cannot read, or one :mod:`campaigns.webhook_input`
+refuses (too large, too deep, a field too long; nothing stored); 503 +
+Retry-After when a report concerns a
 message whose send is not recorded yet (the provider tries again; applied
 reports are idempotent); otherwise the backend's own answer (e.g. SMS
 Everyone's plain ``0``), also for reports about messages we do not know, so
@@ -37,21 +39,19 @@ from campaigns.reports import inbound_apply, statuses_apply
 from campaigns.webhook_input import WebhookInputError, check_request, clean_items
 from providers.backends import backend_class
 from providers.backends.base import (
-    Capability,
+    WEBHOOK_KINDS,
     InboundSms,
     StatusUpdate,
     UnsupportedOperation,
     WebhookError,
+    WebhookForbidden,
 )
 from providers.models import ProviderAccount
 
 logger = logging.getLogger("campaigns.webhooks")
 
-#: URL kind → the backend capability that makes it exist.
-KINDS: dict[str, str] = {
-    "status": Capability.DLR_WEBHOOK,
-    "inbound": Capability.REPLIES_WEBHOOK,
-}
+#: URL kind → the backend capability that makes it exist (declared once).
+KINDS = WEBHOOK_KINDS
 
 #: Accounts are looked up by this many leading characters of the token and
 #: the whole token is then compared in constant time, so response times can
@@ -111,7 +111,21 @@ def webhook_view(request: HttpRequest, provider: str, token: str, kind: str) -> 
 
     backend = account.get_backend()
     try:
+        # Size and shape first (a signature check reads the body), then the
+        # provider's signature where it signs its calls: the token matched.
         check_request(request)
+        backend.verify_webhook(request)
+    except WebhookForbidden as exc:
+        backend.close()
+        logger.warning("webhook %s/%s account %s: forbidden: %s", provider, kind, account.pk, exc)
+        return _plain(HttpResponseForbidden, f"Webhook refused: {exc}")
+    except WebhookInputError as exc:
+        backend.close()
+        return _plain(HttpResponseBadRequest, f"Malformed {kind} webhook: {exc}")
+    except RequestDataTooBig:
+        backend.close()
+        return _plain(HttpResponseBadRequest, "Malformed webhook: the body is too large.")
+    try:
         items = clean_items(backend.parse_webhook(request))
     except (WebhookError, WebhookInputError) as exc:
         logger.warning("webhook %s/%s account %s: refused: %s", provider, kind, account.pk, exc)

@@ -68,6 +68,19 @@ class ProviderAccountForm(forms.ModelForm):
     def clean_country_rates(self):
         return parse_country_rates(self.cleaned_data.get("country_rates"))
 
+    def clean_provider_time_zone(self):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        zone = (self.cleaned_data.get("provider_time_zone") or "").strip()
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise forms.ValidationError(
+                    f"{zone!r} is not a time zone name; use one such as Australia/Sydney or UTC."
+                ) from None
+        return zone
+
     def clean(self):
         cleaned = super().clean()
         # An empty default is allowed: campaigns may set their own sender (the
@@ -90,8 +103,7 @@ class ProviderAccountForm(forms.ModelForm):
 class SubAccountInline(admin.TabularInline):
     model = ProviderAccount
     fk_name = "parent"
-    fields = ["name", "backend", "balance", "reserved", "is_active"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "backend", "balance", "reserved", "is_active")
     extra = 0
     can_delete = False
     show_change_link = True
@@ -112,7 +124,7 @@ class LedgerInline(admin.TabularInline):
     fk_name = "account"
     formset = LatestRowsFormSet
     latest = 20
-    fields = [
+    fields = readonly_fields = (
         "created_at",
         "kind",
         "amount",
@@ -123,8 +135,7 @@ class LedgerInline(admin.TabularInline):
         "reference",
         "created_by",
         "note",
-    ]
-    readonly_fields = fields
+    )
     extra = 0
     can_delete = False
     ordering = ["-id"]
@@ -167,8 +178,9 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
     list_filter = ["backend", "is_active"]
     search_fields = ["name"]
     list_select_related = ["parent"]
-    actions = ["top_up_selected", "reconcile_selected"]
+    actions = ["top_up_selected", "reconcile_selected", "read_provider_settings"]
     readonly_fields = [
+        "provider_settings_display",
         "balance",
         "reserved",
         "available_display",
@@ -221,9 +233,93 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 ]
             },
         ),
+        (
+            "At the provider",
+            {"fields": ["provider_settings_display", "provider_time_zone", "message_validity"]},
+        ),
         ("Webhooks", {"fields": ["webhook_token", "webhook_urls"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="Provider settings")
+    def provider_settings_display(self, obj):
+        """What the provider last said the account may do, and what that
+        means for campaigns (the quote refuses what it would refuse)."""
+        from django.utils.html import format_html, format_html_join
+
+        from providers.backends import backend_capabilities
+        from providers.backends.base import Capability
+
+        if not obj or not obj.pk:
+            return "-"
+        if Capability.ACCOUNT_SETTINGS not in backend_capabilities(obj.backend):
+            return f"{obj.backend} does not report account settings."
+        if obj.provider_settings_checked_at is None:
+            return (
+                'Not read yet: use the action "Read the settings from the provider" on the '
+                "account list (also done every 6 hours)."
+            )
+
+        def said(value, yes: str, no: str) -> str:
+            return "unknown" if value is None else (yes if value else no)
+
+        home = obj.provider_home_country or "its home country"
+        rows = [
+            (
+                "Unicode (UCS-2) texts",
+                said(
+                    obj.provider_allows_unicode,
+                    "allowed",
+                    "not allowed: campaigns with non-GSM characters are refused by the quote",
+                ),
+            ),
+            (
+                "International numbers",
+                said(
+                    obj.provider_allows_international,
+                    "allowed",
+                    f"not allowed: only numbers of {home}; the quote refuses others",
+                ),
+            ),
+            (
+                "Timestamps read in",
+                obj.provider_time_zone or "the backend's default zone (set one below)",
+            ),
+        ]
+        checked = timezone.localtime(obj.provider_settings_checked_at).strftime("%Y-%m-%d %H:%M")
+        return format_html(
+            "{}<div>Read from the provider at {}.</div>",
+            format_html_join("", "<div>{}: {}</div>", rows),
+            checked,
+        )
+
+    @admin.action(description="Read the settings from the provider", permissions=["change"])
+    def read_provider_settings(self, request, queryset):
+        from django.contrib import messages
+
+        from providers.account_settings import account_settings_refresh
+        from providers.backends import backend_capabilities
+        from providers.backends.base import Capability, ProviderError
+
+        for account in queryset:
+            if Capability.ACCOUNT_SETTINGS not in backend_capabilities(account.backend):
+                self.message_user(
+                    request,
+                    f"{account.name}: its provider does not report account settings.",
+                    messages.INFO,
+                )
+                continue
+            try:
+                found = account_settings_refresh(account=account)
+            except ProviderError as exc:
+                self.message_user(request, f"{account.name}: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{account.name}: Unicode {found.allows_unicode}, international "
+                f"{found.allows_international}.",
+                messages.SUCCESS,
+            )
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -239,15 +335,14 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         from django.utils.html import format_html, format_html_join
 
         from providers.backends import backend_class
-        from providers.backends.base import Capability
+        from providers.backends.base import WEBHOOK_KINDS
 
         if not obj or not obj.pk:
             return "-"
-        kinds = {
-            "status": (Capability.DLR_WEBHOOK, "Delivery reports"),
-            "inbound": (Capability.REPLIES_WEBHOOK, "Replies"),
-        }
-        capabilities = backend_class(obj.backend).capabilities
+        labels = {"status": "Delivery reports", "inbound": "Replies"}
+        kinds = {kind: (capability, labels[kind]) for kind, capability in WEBHOOK_KINDS.items()}
+        cls = backend_class(obj.backend)
+        capabilities = cls.capabilities
         base = settings.PUBLIC_BASE_URL.rstrip("/")
         rows = [
             (
@@ -265,9 +360,10 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             return f"{obj.backend} pushes nothing to us; statuses and replies are polled."
         note = "" if base else " (prefix with this site's address, or set PUBLIC_BASE_URL)"
         return format_html(
-            "{}{}",
+            "{}{}<div>{}</div>",
             format_html_join("", "<div>{}: <code>{}</code></div>", rows),
             note,
+            cls.webhook_setup_note,
         )
 
     def get_fieldsets(self, request, obj=None):

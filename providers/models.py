@@ -115,6 +115,25 @@ class ProviderAccount(models.Model):
         max_digits=14, decimal_places=2, null=True, blank=True, editable=False
     )
 
+    # What the provider says about the account (backend.account_settings(),
+    # refreshed by providers.account_settings); None = not known.
+    provider_allows_unicode = models.BooleanField(null=True, blank=True, editable=False)
+    provider_allows_international = models.BooleanField(null=True, blank=True, editable=False)
+    provider_home_country = models.CharField(max_length=2, blank=True, editable=False)
+    provider_settings_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    message_validity = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minutes the provider keeps trying to deliver a message, where it takes a "
+        "validity (The SMS Works). Empty: the provider's default.",
+    )
+    provider_time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The time zone the provider's timestamps are in (SMS Everyone: the zone "
+        "it set for your account, e.g. Australia/Sydney or UTC). Empty: the backend's default.",
+    )
+
     webhook_token = models.CharField(
         max_length=64, unique=True, default=new_webhook_token, editable=False
     )

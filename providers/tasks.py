@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import ImproperlyConfigured
 
+from providers.account_settings import account_settings_refresh
 from providers.backends import backend_class
 from providers.backends.base import Capability, ProviderError
 from providers.models import ProviderAccount
@@ -55,3 +56,25 @@ def reconcile_topup_intents() -> dict:
     top-up it did not confirm.
     """
     return topup_intents_reconcile()
+
+
+def refresh_account_settings(account_ids: list[int] | None = None) -> dict:
+    """Read the provider's settings (Unicode, international, time zone) of
+    every active account whose backend has them (or only ``account_ids``)
+    and cache them on the account. One account failing does not stop the
+    others. Returns ``{"checked": n, "errors": {name: text}}``."""
+    accounts = ProviderAccount.objects.filter(is_active=True).order_by("pk")
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    checked, errors = 0, {}
+    for account in accounts:
+        try:
+            if not backend_class(account.backend).supports(Capability.ACCOUNT_SETTINGS):
+                continue
+            account_settings_refresh(account=account)
+        except (ProviderError, ImproperlyConfigured, ImportError) as exc:
+            logger.warning("Could not read the provider settings of %s: %s", account.name, exc)
+            errors[account.name] = str(exc)
+            continue
+        checked += 1
+    return {"checked": checked, "errors": errors}

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from providers.backends.base import WEBHOOK_KINDS, WebhookUrls
+
 if TYPE_CHECKING:
     from providers.backends.base import SmsBackend
     from providers.models import ProviderAccount
@@ -36,41 +38,49 @@ def backend_capabilities(key: str) -> frozenset[str]:
         return frozenset()
 
 
+def webhook_urls_for(account: ProviderAccount) -> WebhookUrls:
+    """The absolute webhook addresses of ``account``, one per kind its backend
+    offers, built from ``settings.PUBLIC_BASE_URL`` and the URL name (so
+    providers never import campaigns, which serves them). Empty when
+    ``PUBLIC_BASE_URL`` is not set: a provider must never be given a
+    relative address."""
+    from django.urls import reverse
+
+    base = (settings.PUBLIC_BASE_URL or "").rstrip("/")
+    if not base:
+        return WebhookUrls()
+    capabilities = backend_capabilities(account.backend)
+    urls = {
+        kind: base
+        + reverse(
+            "hooks:webhook",
+            kwargs={"provider": account.backend, "token": account.webhook_token, "kind": kind},
+        )
+        for kind, capability in WEBHOOK_KINDS.items()
+        if capability in capabilities
+    }
+    return WebhookUrls(**urls)
+
+
 def get_backend(account: ProviderAccount, **options) -> SmsBackend:
-    """Instantiate the backend of ``account`` with its credentials and base URL.
+    """Instantiate the backend of ``account`` with its credentials, base URL,
+    webhook URLs and the account's provider options (``time_zone``,
+    ``validity_minutes``).
 
     ``options`` reach the backend's constructor (tests pass ``transport``).
     """
     cls = backend_class(account.backend)
-    if account.pk is not None and "webhook_urls" not in options:
-        options["webhook_urls"] = webhook_urls(account)
+    options.setdefault("webhook_urls", webhook_urls_for(account))
+    validity = getattr(account, "message_validity", None)
+    if validity:
+        options.setdefault("validity_minutes", int(validity))
+    # The zone the provider's timestamps are in, when the account knows it.
+    zone = getattr(account, "provider_time_zone", "")
+    if zone:
+        options.setdefault("time_zone", zone)
     return cls(
         credentials=dict(account.credentials or {}),
         base_url=account.base_url or None,
         account_key=str(account.pk),
         **options,
     )
-
-
-def webhook_urls(account: ProviderAccount) -> dict[str, str]:
-    """The absolute addresses of ``account``'s webhooks (``{"status": url,
-    "inbound": url}``), for backends that pass callback URLs with each send
-    (TransmitSMS ``dlr_callback``, CALLR ``webhook.endpoint``). Empty while
-    ``settings.PUBLIC_BASE_URL`` is not set: a provider cannot call a
-    relative address, and falls back to the callbacks set on its side."""
-    from django.urls import NoReverseMatch, reverse
-
-    base = (getattr(settings, "PUBLIC_BASE_URL", "") or "").rstrip("/")
-    if not base or not account.webhook_token:
-        return {}
-    urls = {}
-    for kind in ("status", "inbound"):
-        try:
-            path = reverse(
-                "hooks:webhook",
-                kwargs={"provider": account.backend, "token": account.webhook_token, "kind": kind},
-            )
-        except NoReverseMatch:
-            return {}
-        urls[kind] = base + path
-    return urls

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -99,6 +101,43 @@ class Capability(enum.StrEnum):
     #: The provider lists the senders it accepts for the account
     #: (:meth:`SmsBackend.senders`): they feed the sender choices.
     SENDERS = "senders"
+    ACCOUNT_SETTINGS = "account_settings"
+
+
+#: Each webhook kind (``/hooks/<backend>/<token>/<kind>/``) and the
+#: capability that makes a backend offer it: declared once, read by the
+#: webhook view, the account page and :func:`providers.backends.webhook_urls_for`.
+WEBHOOK_KINDS: dict[str, Capability] = {
+    "status": Capability.DLR_WEBHOOK,
+    "inbound": Capability.REPLIES_WEBHOOK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookUrls:
+    """Our absolute webhook addresses for one account ("" when unknown, i.e.
+    ``PUBLIC_BASE_URL`` is not set). A backend passes them to providers that
+    take a callback URL per message (The SMS Works ``deliveryreporturl``,
+    TransmitSMS ``dlr_callback``/``reply_callback``, CALLR
+    ``webhook.endpoint``)."""
+
+    status: str = ""
+    inbound: str = ""
+
+
+def hmac_signature_valid(
+    body: bytes, secret: str, signature: str, *, algorithm: str = "sha256"
+) -> bool:
+    """Whether ``signature`` (base64 or hex) is the HMAC of ``body`` with
+    ``secret``; compared in constant time. For :meth:`SmsBackend.verify_webhook`
+    of providers that sign their calls (CALLR: ``X-CALLR-HmacSignature``,
+    base64 HMAC-SHA256 of the body)."""
+    if not secret or not signature:
+        return False
+    digest = hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).digest()
+    given = signature.strip()
+    candidates = (base64.b64encode(digest).decode("ascii"), digest.hex())
+    return any(hmac.compare_digest(given, expected) for expected in candidates)
 
 
 class SendOutcome(enum.StrEnum):
@@ -203,13 +242,13 @@ def batch_stop_error(results: Sequence[SendResult]) -> ProviderError | None:
         ErrorKind.TIMEOUT,
     )
     for kind in order:
-        result = found.get(kind)
-        if result is not None:
+        stopping = found.get(kind)
+        if stopping is not None:
             return ProviderError(
-                result.error_message or result.raw_status or f"{kind} error from the provider",
-                code=result.error_code,
+                stopping.error_message or stopping.raw_status or f"{kind} error from the provider",
+                code=stopping.error_code,
                 permanent=kind in (ErrorKind.AUTH, ErrorKind.CREDIT),
-                retry_after=result.retry_after,
+                retry_after=stopping.retry_after,
                 kind=str(kind),
                 maybe_processed=kind in unknown,
             )
@@ -485,6 +524,25 @@ class RemoteList:
     count: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """What the provider says about the account (capability
+    ``account_settings``); ``None`` / ``""`` where it says nothing.
+
+    - ``allows_unicode``: False when a UCS-2 text would be refused.
+    - ``allows_international``: False when only ``home_country`` numbers
+      can be sent to.
+    - ``home_country``: ISO 3166 alpha-2 code of the account's country.
+    - ``time_zone``: IANA name of the zone the provider's timestamps (and
+      schedule times) are in.
+    """
+
+    allows_unicode: bool | None = None
+    allows_international: bool | None = None
+    home_country: str = ""
+    time_zone: str = ""
+
+
 class ProviderError(Exception):
     """Any failure talking to a provider.
 
@@ -619,21 +677,6 @@ def parse_local_datetime(value: Any, tz: str | ZoneInfo = "UTC") -> datetime | N
     return parsed
 
 
-SECRET_KEYS = ("password", "secret", "key", "token", "authorization", "api_key", "apikey")
-
-
-def redact(data: Any) -> Any:
-    """A copy of ``data`` with every credential-looking value replaced."""
-    if isinstance(data, Mapping):
-        return {
-            k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) else redact(v)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [redact(v) for v in data]
-    return data
-
-
 class SmsBackend:
     """Base class of every provider backend.
 
@@ -682,6 +725,8 @@ class SmsBackend:
     min_reply_poll_interval: ClassVar[float] = 0
     #: Whether the provider returns credits for undelivered/expired/rejected.
     refunds_failed: ClassVar[bool] = False
+    #: What staff must do at the provider for its webhooks (account page).
+    webhook_setup_note: ClassVar[str] = ""
 
     #: Per phase, in seconds. The read timeout stays well below the django-q2
     #: task timeout (90 s) so a slow provider fails the call, not the worker.
@@ -695,10 +740,14 @@ class SmsBackend:
         transport: httpx.BaseTransport | None = None,
         account_key: str = "",
         pacer: Pacer | None = None,
+        webhook_urls: WebhookUrls | None = None,
         **options: Any,
     ) -> None:
         self.credentials = dict(credentials or {})
         self.pacer = pacer
+        #: Our webhook addresses for this account, to pass per message where
+        #: the provider takes a callback URL.
+        self.webhook_urls = webhook_urls or WebhookUrls()
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.account_key = account_key
         self.options = options
@@ -808,6 +857,7 @@ class SmsBackend:
             # May sleep, or raise a ProviderError (DEFERRED / RATE_LIMIT) so
             # this call is never made.
             self.pacer(operation)
+        error: ProviderError | None
         try:
             response = self.client.request(
                 method,
@@ -1168,6 +1218,15 @@ class SmsBackend:
     def fetch_replies(self) -> list[InboundSms]:
         raise UnsupportedOperation(self.name, "reply polling")
 
+    def verify_webhook(self, request) -> None:
+        """Raise :class:`WebhookForbidden` unless ``request`` (a Django
+        HttpRequest) comes from the provider. Called by the webhook view after
+        the account's URL token matched (always, in constant time) and
+        before :meth:`parse_webhook`. Default: the token is all the provider
+        offers. A provider that signs its calls checks the signature here
+        (:func:`hmac_signature_valid`, a secret from the credentials); when a
+        secret is configured a missing signature is forged."""
+
     def parse_webhook(self, request) -> list[StatusUpdate | InboundSms]:
         """Parse a webhook request (a Django HttpRequest) into updates.
 
@@ -1189,6 +1248,11 @@ class SmsBackend:
         "senders"): its numbers and approved sender IDs."""
         raise UnsupportedOperation(self.name, "sender listing")
 
+    def account_settings(self) -> AccountSettings:
+        """The account's settings at the provider (capability
+        ``account_settings``), cached on the account and used by the quote."""
+        raise UnsupportedOperation(self.name, "account settings")
+
     def top_up(self, credits: Decimal) -> Decimal:
         """Add credits to this (sub-)account at the provider; returns the new balance."""
         raise UnsupportedOperation(self.name, "top-up")
@@ -1205,36 +1269,16 @@ class SmsBackend:
     def resume(self, ref: ProviderRef) -> None:
         raise UnsupportedOperation(self.name, "resume")
 
-    # Provider-side opt-outs (capability "optouts"). Numbers are E.164 with "+".
-    def optouts_add(self, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
-    def optouts_remove(self, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
+    # The provider's own opt-out list (capability "optouts"), synced into
+    # the local opt-outs (campaigns.provider_optouts).
     def optouts_list(self) -> list[RemoteOptOut]:
-        raise UnsupportedOperation(self.name, "opt-out management")
-
-    # Provider-side contact lists (capability "lists").
-    def lists_list(self) -> list[RemoteList]:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        """Create a list; returns its provider id."""
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        raise UnsupportedOperation(self.name, "lists")
-
-    def list_delete(self, list_id: str) -> None:
-        raise UnsupportedOperation(self.name, "lists")
+        raise UnsupportedOperation(self.name, "opt-out list")
 
 
 class WebhookError(ValueError):
     """A webhook body we cannot read; the view answers 400 with this text."""
+
+
+class WebhookForbidden(Exception):
+    """A webhook call that is not the provider's (a bad or missing
+    signature); the view answers 403 and reads nothing."""

@@ -36,6 +36,9 @@ optional::
 - ``rate_limited``: seconds; when set, every call is refused like an HTTP
   429 with that ``Retry-After`` (to see how campaigns wait out a throttle).
 - ``latency``: seconds each call takes (at most 10).
+- ``allow_unicode``, ``allow_international`` (true) and ``home_country``
+  ("AU"): the account settings it reports (the quote refuses what they
+  forbid once they are read).
 - ``initial_balance`` (old name ``balance``): the simulated provider's
   balance before our first top-up, 0 by default: like a new account at a
   real provider, it holds what we bought through ``top_up`` (which
@@ -68,6 +71,7 @@ from typing import Any
 import phonenumbers
 
 from providers.backends.base import (
+    AccountSettings,
     Capability,
     DeliveryStatus,
     ErrorKind,
@@ -75,7 +79,6 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
-    RemoteList,
     RemoteOptOut,
     SendResult,
     SmsBackend,
@@ -257,8 +260,8 @@ def _segments(body: str) -> int:
     try:
         from providers.sms import measure
     except ImportError:  # the measure module is optional for the simulator
-        measure = None
-    if measure is not None:
+        pass
+    else:
         return max(1, measure(body).segments)
     if all(ord(c) < 128 for c in body):
         return 1 if len(body) <= 160 else math.ceil(len(body) / 153)
@@ -269,7 +272,7 @@ class SimulatorBackend(SmsBackend):
     """A provider simulated in the database; see the module docstring for knobs."""
 
     name = "simulator"
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.LISTS}  # every one it implements
     max_batch = 500
     refunds_failed = True
 
@@ -346,6 +349,23 @@ class SimulatorBackend(SmsBackend):
         number = int(self.cache.get(key) or 0) + 1
         self.cache.set(key, number, STATE_TTL)
         return number
+
+    # ----------------------------------------------------------- settings
+    def account_settings(self) -> AccountSettings:
+        """Knobs ``allow_unicode`` and ``allow_international`` (true by
+        default) and ``home_country`` (``"AU"`` by default), to try the
+        quote's checks."""
+        self._call("settings")
+        data = {**self.credentials, **self.options}
+        home = str(data.get("home_country") or "AU").strip().upper()
+        if not _REGION.match(home):
+            raise _config_error(f"'home_country' must be a two-letter country code, got {home!r}")
+        return AccountSettings(
+            allows_unicode=_flag(data, "allow_unicode", True),
+            allows_international=_flag(data, "allow_international", True),
+            home_country=home,
+            time_zone="UTC",
+        )
 
     # ------------------------------------------------------------ balance
     def _balance(self) -> Decimal:
@@ -516,7 +536,7 @@ class SimulatorBackend(SmsBackend):
                 region = phonenumbers.region_code_for_number(phonenumbers.parse(to, None))
             except phonenumbers.NumberParseException:
                 region = None
-            if region in cfg.country_rates:
+            if region is not None and region in cfg.country_rates:
                 return cfg.country_rates[region]
         return cfg.credits_per_segment
 
@@ -658,6 +678,7 @@ class SimulatorBackend(SmsBackend):
             if timeline[0] != DeliveryStatus.DELIVERED or due > now:
                 pending.append(keys[key])
                 continue
+            assert p is not None  # a reply without a parsable ref has no timeline
             digest = p[3]
             if self._rand(digest, "stop") < self.config.stop_share:
                 text = "STOP"
@@ -781,6 +802,8 @@ class SimulatorBackend(SmsBackend):
     def _optouts(self) -> dict[str, float]:
         return dict(self.cache.get(self._key("optouts")) or {})
 
+    # Not part of the contract: the simulated provider's own list, filled by
+    # staff or tests to see its opt-out wash and the opt-out sync.
     def optouts_add(self, numbers: list[str]) -> None:
         self._call("opt-out")
         optouts = self._optouts()
@@ -801,59 +824,3 @@ class SimulatorBackend(SmsBackend):
             RemoteOptOut(number=n, added_at=datetime.fromtimestamp(at, UTC), reason="Client")
             for n, at in sorted(self._optouts().items())
         ]
-
-    # --------------------------------------------------------------- lists
-    def _lists(self) -> dict[str, dict]:
-        return dict(self.cache.get(self._key("lists")) or {})
-
-    def _save_lists(self, lists: dict[str, dict]) -> None:
-        self.cache.set(self._key("lists"), lists, STATE_TTL)
-
-    def _list(self, lists: dict[str, dict], list_id: str) -> dict:
-        if str(list_id) not in lists:
-            raise ProviderError(
-                f"simulator: no list {list_id!r}.", permanent=True, kind="not_found"
-            )
-        return lists[str(list_id)]
-
-    def lists_list(self) -> list[RemoteList]:
-        self._call("lists")
-        return [
-            RemoteList(list_id=k, name=v["name"], count=len(v["numbers"]))
-            for k, v in sorted(self._lists().items(), key=lambda kv: int(kv[0]))
-        ]
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        self._call("list details")
-        return list(self._list(self._lists(), list_id)["numbers"])
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        self._call("list create")
-        lists = self._lists()
-        list_id = str(max((int(k) for k in lists), default=0) + 1)
-        lists[list_id] = {"name": name, "numbers": []}
-        self._save_lists(lists)
-        self.list_add_numbers(list_id, numbers)
-        return list_id
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        lists = self._lists()
-        members = self._list(lists, list_id)["numbers"]
-        for number in numbers:
-            e164 = "+" + to_msisdn(number)
-            if e164 not in members:
-                members.append(e164)
-        self._save_lists(lists)
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        lists = self._lists()
-        entry = self._list(lists, list_id)
-        drop = {"+" + to_msisdn(n) for n in numbers}
-        entry["numbers"] = [n for n in entry["numbers"] if n not in drop]
-        self._save_lists(lists)
-
-    def list_delete(self, list_id: str) -> None:
-        lists = self._lists()
-        self._list(lists, list_id)
-        del lists[str(list_id)]
-        self._save_lists(lists)

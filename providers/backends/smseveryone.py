@@ -21,9 +21,10 @@ How our model maps onto theirs:
   ``lookup_by_reference`` is not offered: a message left ``submitting`` by a
   crash cannot be reconciled and must not be sent again blindly.
 - Schedule times (``TimeScheduled``) and the timestamps returned are in the
-  time zone SMS Everyone set for the account. The doc says accounts use
-  their local time unless SMS Everyone is asked otherwise; the backend reads
-  credentials ``time_zone`` (IANA name) and defaults to Australia/Sydney.
+  time zone SMS Everyone set for the account ("your local time or UTC").
+  The account's ``provider_time_zone`` (shown and editable on its page;
+  taken from the provider's settings if they ever carry one) reaches the
+  backend as the ``time_zone`` option; Australia/Sydney until set.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from providers.backends.base import (
+    AccountSettings,
     Capability,
     DeliveryStatus,
     ErrorKind,
@@ -48,7 +50,6 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
-    RemoteList,
     RemoteOptOut,
     SendResult,
     SmsBackend,
@@ -151,7 +152,10 @@ DR_STATUS: dict[str, DeliveryStatus] = {
 #: Carrier codes seen in the doc (passed through from the carriers unaltered).
 CARRIER_CODES: dict[str, str] = {"300": "Invalid destination"}
 
+#: The zone assumed for the provider's timestamps until the account says
+#: otherwise (``ProviderAccount.provider_time_zone``): SMS Everyone is in Sydney.
 DEFAULT_TIME_ZONE = "Australia/Sydney"
+HOME_COUNTRY = "AU"
 
 
 def _int(value: Any) -> int | None:
@@ -189,8 +193,10 @@ def to_msisdn_or_raw(number: str) -> str:
 
 
 class SmsEveryoneBackend(SmsBackend):
-    """SMS Everyone. Credentials: ``username``, ``password`` (Basic auth) and
-    optionally ``time_zone`` (the account's time zone at SMS Everyone).
+    """SMS Everyone. Credentials: ``username``, ``password`` (Basic auth).
+    The option ``time_zone`` (from ``ProviderAccount.provider_time_zone``,
+    the zone SMS Everyone set for the account) reads and writes its
+    timestamps; ``credentials["time_zone"]`` is still honoured.
 
     Top-ups (``/api/credits``) authenticate as the account being topped up,
     i.e. with this instance's credentials, which for a reseller's
@@ -209,7 +215,7 @@ class SmsEveryoneBackend(SmsBackend):
             Capability.BALANCE,
             Capability.TOPUP,
             Capability.OPTOUTS,
-            Capability.LISTS,
+            Capability.ACCOUNT_SETTINGS,
         }
     )
     #: Destinations per create call. The doc gives no cap; 500 keeps a request
@@ -218,6 +224,10 @@ class SmsEveryoneBackend(SmsBackend):
     default_base_url = "https://smseveryone.com/api"
     #: "Please do not check this API any more often than 1 minute."
     min_reply_poll_interval = 60
+    webhook_setup_note = (
+        "Replies are polled every minute; the Replies URL is optional (SMS Everyone sets it "
+        "up on request, for single-connection accounts)."
+    )
     refunds_failed = False
 
     # ------------------------------------------------------------ plumbing
@@ -458,42 +468,8 @@ class SmsEveryoneBackend(SmsBackend):
         return washed
 
     # -------------------------------------------------- campaign operations
-    def campaign_status(self, campaign_id: int | str) -> str:
-        """The provider's word for a campaign: "Scheduled", "Running", "Paused", "Deleted"…"""
-        answer = self.call(
-            "/campaign",
-            {"CampaignId": self._campaign_id(campaign_id), "Action": "status"},
-            operation="status",
-        )
-        return str(answer.get("Message", ""))
-
-    def modify_campaign(
-        self,
-        campaign_id: int | str,
-        *,
-        message: str | None = None,
-        originator: str | None = None,
-        send_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Change the text, sender or time of a scheduled campaign; returns the
-        answer (``Messages``, ``Segments``, ``Credits``)."""
-        payload: dict[str, Any] = {}
-        if message is not None:
-            payload["Message"] = message
-        if originator is not None:
-            payload["Originator"] = self._originator(originator)
-        # The doc's modify example spells it "CampaignID", as a string.
-        payload["CampaignID"] = str(self._campaign_id(campaign_id))
-        if send_at is not None:
-            scheduled = self._schedule(send_at)
-            if not scheduled:
-                raise ProviderError(
-                    "The new schedule time has already passed.", permanent=True, kind="validation"
-                )
-            payload["TimeScheduled"] = scheduled
-        payload["Action"] = "modify"
-        return self.call("/campaign", payload, operation="modify")
-
+    # Cancel/pause/resume act on a provider campaign held on a schedule
+    # (``TimeScheduled``); the engine sends without one today.
     def cancel(self, ref: ProviderRef) -> None:
         """Delete the provider campaign of ``ref`` (all its destinations).
         Deleting one already deleted (-107) counts as done."""
@@ -553,7 +529,8 @@ class SmsEveryoneBackend(SmsBackend):
         if not isinstance(item, Mapping) or not item.get("Destination"):
             return None
         destination = str(item["Destination"])
-        status = item.get("Status") if isinstance(item.get("Status"), Mapping) else {}
+        found = item.get("Status")
+        status: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         raw = status.get("DeliveryReceiptStatusId")
         carrier_code = status.get("Code")
         error_code = "" if carrier_code in (None, "", 0, "0") else str(carrier_code)
@@ -590,28 +567,9 @@ class SmsEveryoneBackend(SmsBackend):
             )
 
     def fetch_replies(self) -> list[InboundSms]:
-        """Replies not retrieved before (the provider flags what it returns)."""
-        return self.replies()
-
-    def replies(
-        self,
-        *,
-        test: bool = False,
-        days: int | None = None,
-        date_start: date | None = None,
-        date_end: date | None = None,
-    ) -> list[InboundSms]:
-        """``/api/replies``: since the last poll by default; ``test`` leaves
-        them unflagged; ``days`` or a date range re-read older ones."""
+        """Replies not retrieved before (``/api/replies`` with ``{}``: the
+        provider flags what it returns), at most once a minute per account."""
         payload: dict[str, Any] = {}
-        if test:
-            payload["Test"] = True
-        if days:
-            payload["Days"] = int(days)
-        if date_start:
-            payload["DateStart"] = date_start.isoformat()
-        if date_end:
-            payload["DateEnd"] = date_end.isoformat()
         self._reply_poll_guard()
         answer = self.call("/replies", payload, operation="replies")
         replies = []
@@ -674,6 +632,33 @@ class SmsEveryoneBackend(SmsBackend):
         """``/api/RetrieveUserSettings``: UserId, AllowUnicode, AllowInternational, Credits."""
         return self.call("/RetrieveUserSettings", {}, operation="balance")
 
+    def account_settings(self) -> AccountSettings:
+        """``AllowUnicode`` and ``AllowInternational`` from
+        ``/api/RetrieveUserSettings``. SMS Everyone is an Australian service
+        ("messaging is limited to Australia only" when not international).
+        The doc shows no time zone there; one is read if the answer ever
+        carries a valid ``TimeZone``, else the account keeps the zone staff
+        set (the doc: "represented in your local time or UTC. Just let us
+        know what you prefer")."""
+        answer = self.user_settings()
+
+        def flag(key: str) -> bool | None:
+            value = answer.get(key)
+            return value if isinstance(value, bool) else None
+
+        zone = str(answer.get("TimeZone") or "").strip()
+        try:
+            ZoneInfo(zone) if zone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            logger.warning("SMS Everyone TimeZone %r is not a zone name; ignored.", zone)
+            zone = ""
+        return AccountSettings(
+            allows_unicode=flag("AllowUnicode"),
+            allows_international=flag("AllowInternational"),
+            home_country=HOME_COUNTRY,
+            time_zone=zone,
+        )
+
     def balance(self) -> Decimal:
         answer = self.user_settings()
         credits = _decimal(answer.get("Credits"))
@@ -704,22 +689,6 @@ class SmsEveryoneBackend(SmsBackend):
         return balance
 
     # ------------------------------------------------------------- opt-outs
-    def optouts_add(self, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/optouts",
-                {"Action": "add", "Originator": [to_msisdn(n) for n in numbers]},
-                operation="opt-out",
-            )
-
-    def optouts_remove(self, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/optouts",
-                {"Action": "delete", "Originator": [to_msisdn(n) for n in numbers]},
-                operation="opt-in",
-            )
-
     def optouts_list(self) -> list[RemoteOptOut]:
         answer = self.call("/optouts", {"Action": "list"}, operation="opt-out list")
         return [
@@ -732,81 +701,3 @@ class SmsEveryoneBackend(SmsBackend):
             for item in answer.get("OptOut") or []
             if isinstance(item, Mapping) and item.get("Originator")
         ]
-
-    # ---------------------------------------------------------------- lists
-    @staticmethod
-    def _records(numbers: list[str]) -> list[dict[str, str]]:
-        return [{"Number": ",".join(to_msisdn(n) for n in numbers)}]
-
-    def _crm_id(self, list_id: str | int) -> int:
-        value = _int(list_id)
-        if value is None:
-            raise ProviderError(
-                f"{list_id!r} is not an SMS Everyone CrmId.", permanent=True, kind="validation"
-            )
-        return value
-
-    def lists_list(self) -> list[RemoteList]:
-        answer = self.call("/crm", {"Action": "list"}, operation="lists")
-        return [
-            RemoteList(
-                list_id=str(group["CrmId"]),
-                name=str(group.get("Description") or ""),
-                count=_int(group.get("Count")) or 0,
-            )
-            for group in answer.get("Groups") or []
-            if isinstance(group, Mapping) and group.get("CrmId") and not group.get("Deleted")
-        ]
-
-    def list_numbers(self, list_id: str) -> list[str]:
-        answer = self.call(
-            "/crm", {"Action": "details", "CrmId": self._crm_id(list_id)}, operation="list details"
-        )
-        numbers = []
-        for record in answer.get("Records") or []:
-            if isinstance(record, Mapping):
-                numbers += [to_e164(n) for n in str(record.get("Number", "")).split(",") if n]
-        return numbers
-
-    def list_create(self, name: str, numbers: list[str]) -> str:
-        answer = self.call(
-            "/crm",
-            {"Action": "create", "Description": name, "Records": self._records(numbers)},
-            operation="list create",
-        )
-        if not answer.get("CrmId"):
-            raise ProviderError(
-                "SMS Everyone list create: the answer has no CrmId.",
-                kind="protocol",
-                maybe_processed=True,
-            )
-        return str(answer["CrmId"])
-
-    def list_add_numbers(self, list_id: str, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/crm",
-                {
-                    "Action": "append",
-                    "CrmId": self._crm_id(list_id),
-                    "Records": self._records(numbers),
-                },
-                operation="list append",
-            )
-
-    def list_remove_numbers(self, list_id: str, numbers: list[str]) -> None:
-        if numbers:
-            self.call(
-                "/crm",
-                {
-                    "Action": "remove",
-                    "CrmId": self._crm_id(list_id),
-                    "Records": self._records(numbers),
-                },
-                operation="list remove",
-            )
-
-    def list_delete(self, list_id: str) -> None:
-        self.call(
-            "/crm", {"Action": "delete", "CrmId": self._crm_id(list_id)}, operation="list delete"
-        )

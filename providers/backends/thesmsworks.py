@@ -148,7 +148,7 @@ def e164(value: Any) -> str:
     return "+" + digits
 
 
-def _items(body: Any, *keys: str) -> list[dict]:
+def _items(body: Any, *keys: str) -> list[Mapping[str, Any]]:
     """The list of message objects in an answer: a bare list, or a list under
     one of ``keys`` (defensive: the doc names the response types but does not
     show them)."""
@@ -202,6 +202,12 @@ class TheSmsWorksBackend(SmsBackend):
     #: Refunds depend on the report (UK or not): each StatusUpdate says
     #: ``refunded`` itself, so the blanket rule stays off.
     refunds_failed = False
+    webhook_setup_note = (
+        "Replies (and STOPs) reach us only through the Replies URL: paste it as the incoming "
+        "messages URL on your SMS Works account page; the API has no reply polling we can "
+        "rely on. Delivery reports need nothing: each message carries our Delivery reports "
+        "URL when PUBLIC_BASE_URL is set."
+    )
 
     REQUIRED_CREDENTIALS = ("customerid", "key", "secret")
 
@@ -368,6 +374,13 @@ class TheSmsWorksBackend(SmsBackend):
             payload["schedule"] = self._schedule(first.send_at)
         # Our reference; a batch carries its first message's (see the module doc).
         payload["tag"] = first.reference
+        # Reports of this message come to our URL, whatever the account page
+        # at the provider says (the doc's optional "deliveryreporturl").
+        if self.webhook_urls.status:
+            payload["deliveryreporturl"] = self.webhook_urls.status
+        validity = self.options.get("validity_minutes")
+        if validity:
+            payload["validity"] = int(validity)
         return payload
 
     def post(self, payload: Any, batch: list[OutboundSms]) -> Any:
@@ -666,9 +679,3 @@ class TheSmsWorksBackend(SmsBackend):
                 permanent=True,
                 kind="validation",
             )
-
-    def query_messages(self, **criteria: Any) -> list[StatusUpdate]:
-        """``POST /messages`` with the doc's criteria (status, destination,
-        sender, keyword, tag, from, to) → the matching reports."""
-        body = self.call("POST", "/messages", json_body=criteria)
-        return [self.report_update(i) for i in _items(body, "messages") if not self._is_inbound(i)]

@@ -17,7 +17,7 @@ How our model maps onto theirs:
   ``unknown`` for a person to check, never re-sent blindly.
 - Delivery reports and replies arrive as GET callbacks to the
   ``dlr_callback`` / ``reply_callback`` URLs passed with every send (our
-  webhook URLs, option ``webhook_urls``); ``get-sms-sent`` (paged) and
+  webhook URLs, ``self.webhook_urls``); ``get-sms-sent`` (paged) and
   ``get-user-sms-responses`` poll the same information. A reply with
   ``is_optout=yes`` is an opt-out whatever its text.
 - The provider allows 2 calls per second per account (``OVER_LIMIT``, HTTP
@@ -143,7 +143,7 @@ def utc_text(when: datetime) -> str:
 
 class TransmitSmsBackend(SmsBackend):
     """TransmitSMS. Credentials: ``api_key`` and ``secret`` (the API settings
-    page). Options: ``webhook_urls`` (``{"status": url, "inbound": url}``,
+    page). Our webhook addresses (``webhook_urls``, a ``WebhookUrls``,
     passed as ``dlr_callback`` / ``reply_callback``), ``validity`` (minutes
     a message may wait for delivery; 0 = the provider's default)."""
 
@@ -295,10 +295,9 @@ class TransmitSmsBackend(SmsBackend):
         return digits if digits.isdigit() else value
 
     def _callbacks(self) -> dict[str, str]:
-        urls = self.options.get("webhook_urls") or {}
         return {
-            "dlr_callback": _text(urls.get("status")),
-            "reply_callback": _text(urls.get("inbound")),
+            "dlr_callback": _text(self.webhook_urls.status),
+            "reply_callback": _text(self.webhook_urls.inbound),
         }
 
     def build_payload(self, batch: list[OutboundSms]) -> dict[str, Any]:
@@ -312,7 +311,11 @@ class TransmitSmsBackend(SmsBackend):
             payload["from"] = sender
         if first.send_at is not None:
             payload["send_at"] = utc_text(first.send_at)
-        validity = self.options.get("validity") or self.credentials.get("validity")
+        validity = (
+            self.options.get("validity_minutes")
+            or self.options.get("validity")
+            or self.credentials.get("validity")
+        )
         if validity:
             payload["validity"] = int(validity)
         payload.update({k: v for k, v in self._callbacks().items() if v})

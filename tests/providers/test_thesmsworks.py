@@ -570,15 +570,6 @@ def test_fetch_statuses_skips_ids_the_provider_does_not_know(provider, backend):
     assert backend.fetch_statuses([ProviderRef(provider_ref="nope", reference="m1")]) == []
 
 
-def test_query_messages_posts_the_criteria(provider, backend):
-    provider.on("POST", "/messages", (200, [DOC_DLR]))
-    [update] = backend.query_messages(status="DELIVERED", tag="Campaign1")
-    [call] = provider.api_calls()
-    assert body(call) == {"status": "DELIVERED", "tag": "Campaign1"}
-    assert update.provider_ref == "128032521395903584"
-
-
-# ----------------------------------------------------------------- lookup
 def test_lookup_by_reference_queries_messages_by_tag(provider, backend):
     def answer(request):
         tag = body(request)["tag"]

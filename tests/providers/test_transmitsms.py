@@ -21,6 +21,7 @@ from providers.backends.base import (
     ProviderRef,
     SendOutcome,
     WebhookError,
+    WebhookUrls,
     batch_stop_error,
 )
 from providers.backends.transmitsms import ERROR_CODES, TransmitSmsBackend
@@ -29,10 +30,10 @@ from tests.campaigns.engine_helpers import clock, enqueue_calls, enqueued  # noq
 CREDENTIALS = {"api_key": "3cbb4a6bd8d4d9cd2d5a5a2b4f0e7f41", "secret": "transmit-secret"}
 AUTH = "Basic " + base64.b64encode(b"3cbb4a6bd8d4d9cd2d5a5a2b4f0e7f41:transmit-secret").decode()
 SUCCESS = {"code": "SUCCESS", "description": "OK"}
-HOOKS = {
-    "status": "https://sms.example.com/hooks/transmitsms/tok/status/",
-    "inbound": "https://sms.example.com/hooks/transmitsms/tok/inbound/",
-}
+HOOKS = WebhookUrls(
+    status="https://sms.example.com/hooks/transmitsms/tok/status/",
+    inbound="https://sms.example.com/hooks/transmitsms/tok/inbound/",
+)
 #: The doc's send-sms answer: ``{message_id, send_at, recipients, cost, sms}``.
 SENT = {
     "message_id": 3400958,
@@ -125,8 +126,8 @@ def test_send_posts_one_form_encoded_send_sms_with_callbacks_and_validity():
                 "from": "Acme",
                 "send_at": "2030-01-10 15:08:10",
                 "validity": "60",
-                "dlr_callback": HOOKS["status"],
-                "reply_callback": HOOKS["inbound"],
+                "dlr_callback": HOOKS.status,
+                "reply_callback": HOOKS.inbound,
             },
         )
     ]

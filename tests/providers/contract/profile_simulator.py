@@ -20,6 +20,7 @@ class SimulatorProfile(ContractProfile):
         "after_accepted": "one simulated call carries the whole batch",
         "credentials": "the simulator has no credentials",
         "connect": "the simulator makes no network connection",
+        "echo": "the simulator has no credentials to leak",
     }
 
     def install(self, fake) -> None:

@@ -69,6 +69,7 @@ class SmsEveryoneProfile(ContractProfile):
     numbers = tuple(f"+614001234{i:02d}" for i in range(1, 20))
     send_paths = ("/campaign",)
     base_path = "/api"
+    credentials = CREDENTIALS
 
     def install(self, fake: fakes.FakeProvider) -> None:
         fake.route("POST", "/campaign", campaign)

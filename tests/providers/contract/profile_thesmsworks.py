@@ -64,6 +64,7 @@ class TheSmsWorksProfile(ContractProfile):
     key = "thesmsworks"
     send_paths = ("/message/send", "/batch/send", "/message/schedule", "/batch/schedule")
     base_path = "/v1"
+    credentials = CREDENTIALS
 
     def install(self, fake: fakes.FakeProvider) -> None:
         fake.route("POST", "/auth/token", token)

@@ -57,6 +57,8 @@ class ContractProfile:
     send_paths: ClassVar[tuple[str, ...]] = ()
     #: Path prefix of the provider's base URL (e.g. ``/v1``).
     base_path: ClassVar[str] = ""
+    #: The good credentials; no value may ever appear in a result or a log.
+    credentials: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self.fake = FakeProvider(base_path=self.base_path)

@@ -15,12 +15,15 @@ from django.conf import settings
 
 from providers.backends import backend_class
 from providers.backends.base import (
+    WEBHOOK_KINDS,
     ErrorKind,
     OutboundSms,
     SendOutcome,
     SendResult,
+    WebhookError,
     batch_stop_error,
 )
+from tests.providers.contract import fakes
 from tests.providers.contract.profiles import ContractProfile, load_profiles
 
 pytestmark = pytest.mark.django_db  # token and simulator state live in the cache
@@ -176,3 +179,34 @@ def test_bad_credentials_hold_every_message_back_and_say_auth(profile):
     assert not profile.accepted(batch)
     stop = batch_stop_error(results)
     assert (stop.kind, stop.permanent) == (ErrorKind.AUTH, True)
+
+
+def test_credentials_the_provider_echoes_never_reach_a_result_or_a_log(profile, caplog):
+    profile.skip_unless("echo")
+    secrets = [v for v in profile.credentials.values() if len(v) >= 4]
+    said = "Refused for " + " / ".join(secrets)
+    profile.fake.fail(
+        profile.send_paths, fakes.answer(400, {"message": said, "Message": said, "Code": -122})
+    )
+    batch = three(profile)
+    results = profile.backend().send(batch)
+    check_shape(batch, results)
+    assert results[0].outcome == SendOutcome.REFUSED_PERMANENT
+    shown = " ".join(r.error_message for r in results) + caplog.text
+    assert "Refused for" in shown
+    for secret in secrets:
+        assert secret not in shown
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_garbage_webhook_is_a_webhook_error_never_a_crash(profile, rf, method):
+    backend = profile.backend()
+    if not any(capability in backend.capabilities for capability in WEBHOOK_KINDS.values()):
+        pytest.skip(f"{profile.key} offers no webhook")
+    if method == "GET":
+        request = rf.get("/hooks/x/", {"nothing": "useful"})
+    else:
+        request = rf.post("/hooks/x/", b"\x00{not json", content_type="application/json")
+    backend.verify_webhook(request)  # the URL token is all the default asks
+    with pytest.raises(WebhookError):
+        backend.parse_webhook(request)
