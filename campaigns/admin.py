@@ -60,6 +60,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
         "unknown_count",
         "credits_reserved",
         "credits_charged",
+        "credits_from_ledger",
         "created_by",
         "created_at",
         "updated_at",
@@ -86,6 +87,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
                     "unknown_count",
                     "credits_reserved",
                     "credits_charged",
+                    "credits_from_ledger",
                     "started_at",
                     "finished_at",
                 ]
@@ -94,6 +96,18 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
     inlines = [CampaignEventInline]
+
+    @admin.display(description="Credits (ledger)")
+    def credits_from_ledger(self, obj):
+        """Charged, refunded and net from every ledger row of the campaign."""
+        if not obj or not obj.pk or not obj.account_id:
+            return "-"
+        from providers.services import credits_for_reference
+
+        c = credits_for_reference(account_id=obj.account_id, reference=f"campaign:{obj.pk}")
+        return (
+            f"charged {c.charged}, refunded {c.refunded}, net {c.net} (still reserved {c.reserved})"
+        )
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
+import providers.admin_topups  # noqa: F401 (registers the provider top-ups admin)
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.limits import check_sender
 from providers.models import CreditTransaction, ProviderAccount
