@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
-import providers.admin_topups  # noqa: F401 (registers the provider top-ups admin)
+# Imported for their @admin.register: client accounts and provider top-ups.
+import providers.admin_resellers
+import providers.admin_topups  # noqa: F401
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.limits import check_sender
 from providers.models import CreditTransaction, ProviderAccount
@@ -46,6 +49,8 @@ class ProviderAccountForm(forms.ModelForm):
                 f"Stored: {', '.join(keys)} (values hidden). "
                 + self.fields["credentials_input"].help_text
             )
+        if "min_credits_per_segment" in self.fields:
+            self.fields["min_credits_per_segment"].required = False
 
     def clean_credentials_input(self):
         raw = self.cleaned_data["credentials_input"].strip()
@@ -64,6 +69,12 @@ class ProviderAccountForm(forms.ModelForm):
 
     def clean_country_rates(self):
         return parse_country_rates(self.cleaned_data.get("country_rates"))
+
+    def clean_min_country_rates(self):
+        return parse_country_rates(self.cleaned_data.get("min_country_rates"))
+
+    def clean_min_credits_per_segment(self):
+        return self.cleaned_data.get("min_credits_per_segment") or Decimal("0")
 
     def clean(self):
         cleaned = super().clean()
@@ -191,7 +202,10 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 ]
             },
         ),
-        ("Reseller", {"fields": ["parent", "owners"]}),
+        (
+            "Reseller",
+            {"fields": ["parent", "owners", "min_credits_per_segment", "min_country_rates"]},
+        ),
         (
             "Credits",
             {
@@ -201,6 +215,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                     "available_display",
                     "provider_balance_display",
                     "low_balance_threshold",
+                    "low_balance_emails",
                     "credits_per_segment",
                     "country_rates",
                 ]
@@ -272,7 +287,15 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         if request.user.is_superuser or request.user.has_perm("providers.change_provideraccount"):
             return fieldsets
         # Resellers: no credentials, owners or webhook secrets.
-        hidden = {"credentials_input", "owners", "webhook_token", "webhook_urls", "base_url"}
+        hidden = {
+            "credentials_input",
+            "owners",
+            "webhook_token",
+            "webhook_urls",
+            "base_url",
+            "min_credits_per_segment",
+            "min_country_rates",
+        }
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets

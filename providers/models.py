@@ -84,6 +84,22 @@ class ProviderAccount(models.Model):
         blank=True,
         help_text='Credits per segment by country code, e.g. {"GB": "2", "US": "1.5"}.',
     )
+    # Floors a reseller's client prices must respect (set by staff on the
+    # reseller account; 0 / empty = no floor).
+    min_credits_per_segment = models.DecimalField(
+        "lowest client price per segment",
+        max_digits=8,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="On a reseller account: the lowest credits per segment its clients may be "
+        "charged (0 = no floor).",
+    )
+    min_country_rates = models.JSONField(
+        "lowest client price by country",
+        default=dict,
+        blank=True,
+        help_text='On a reseller account: per-country floors, e.g. {"GB": "2"}.',
+    )
 
     balance = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     reserved = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
@@ -189,6 +205,13 @@ class ProviderAccount(models.Model):
             return None
         return self.provider_balance - self.provider_balance_ours
 
+    def floor_for_region(self, region: str | None) -> Decimal:
+        """On a reseller account: the lowest price per segment its clients may
+        be charged for a destination country."""
+        if region and region in (self.min_country_rates or {}):
+            return Decimal(str(self.min_country_rates[region]))
+        return self.min_credits_per_segment
+
     def rate_for_region(self, region: str | None) -> Decimal:
         """Credits per segment for a destination country (``"AU"``)."""
         if region and region in (self.country_rates or {}):
@@ -199,6 +222,15 @@ class ProviderAccount(models.Model):
         from providers.backends import get_backend
 
         return get_backend(self, **options)
+
+
+class ClientAccount(ProviderAccount):
+    """A reseller's client: a sub-account seen through the reseller
+    self-service admin (its own permissions, its own page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "client account"
 
 
 class CreditTransaction(models.Model):
@@ -215,6 +247,8 @@ class CreditTransaction(models.Model):
         REFUND = "refund", "Refund from provider"
         ADJUSTMENT = "adjustment", "Staff adjustment"
         PROVIDER_SYNC = "provider_sync", "Provider balance sync"
+        RETURN_OUT = "return_out", "Returned to the reseller"
+        RETURN_IN = "return_in", "Returned by a sub-account"
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
