@@ -44,6 +44,8 @@ format: $(VENV)/.installed
 benchmarks: $(VENV)/.installed
 	$(PY) benchmarks/quote.py
 	$(PY) benchmarks/campaign.py
+	@if echo "$$DATABASE_URL" | grep -q '^postgres'; then $(PY) benchmarks/credits.py; \
+	else echo 'benchmarks/credits.py: skipped (set DATABASE_URL=postgres://...)'; fi
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

@@ -8,7 +8,8 @@ from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
-# Imported for their @admin.register: client accounts and provider top-ups.
+# Imported for their @admin.register: API tokens, clients, provider top-ups.
+import providers.admin_api
 import providers.admin_resellers
 import providers.admin_topups  # noqa: F401
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response

@@ -371,3 +371,28 @@ class TopUpIntent(models.Model):
     def reference(self) -> str:
         """The ledger reference of what this intent holds on its source."""
         return f"topup:{self.pk}"
+
+
+class ApiToken(models.Model):
+    """A per-user token for the reseller JSON API (``providers.api``).
+
+    Only a SHA-256 of the token is stored; the token itself is shown once,
+    when it is made (``providers.services.api_tokens.api_token_create``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. 'billing system'.")
+    prefix = models.CharField(max_length=8, editable=False, help_text="Its first characters.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"

@@ -34,6 +34,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("providers", "view_clientaccount"),
         ("providers", "add_clientaccount"),
         ("providers", "change_clientaccount"),
+        # Their own API tokens (the admin shows each user only its own).
+        ("providers", "view_apitoken"),
+        ("providers", "add_apitoken"),
     ],
 }
 
