@@ -200,10 +200,11 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
     - A message that was charged (``sent`` or ``unknown``) and ends
       undelivered, expired, rejected or failed is refunded when the report
       says ``refunded``, or when the backend ``refunds_failed`` and the
-      status is undelivered, expired or rejected. All the refunds of one
-      call are ONE ledger row (``credits_refund_many``, reference
-      ``refund:apply:<uuid>``, the count and the message ids in its note),
-      and each refunded message's ``status_reason`` names that reference.
+      status is undelivered, expired or rejected. The refunds of one call
+      are ONE ledger row per campaign (``credits_refund_many``, reference
+      ``campaign:<id>``, the count, the message ids and the call's
+      ``refund:apply:<uuid>`` in its note), and each refunded message's
+      ``status_reason`` names that ``refund:apply:<uuid>``.
     - Reports for messages still queued/submitting are not applied
       (``deferred``): their send is not recorded yet.
     - A report that maps to no status (``DeliveryStatus.UNKNOWN``) on a
@@ -362,20 +363,32 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             # transaction, and the ledger row is written in the same one. A
             # report seen again finds the message final and refunds nothing; a
             # failure rolls back the status changes and the refund together.
-            refunds.sort()
-            amount = sum((credits_of[pk] for pk in refunds), Decimal(0))
-            campaigns_ids = sorted({campaign_of[pk] for pk in refunds})
-            credits_refund_many(
-                account=account,
-                amount=amount,
-                reference=refund_reference,
-                count=len(refunds),
-                note=(
-                    f"Delivery reports, campaign{'s' if len(campaigns_ids) > 1 else ''} "
-                    f"{', '.join(map(str, campaigns_ids))}; messages {_id_ranges(refunds)} "
-                    "(each one's status reason names this reference)."
-                ),
-            )
+            # One ledger row per campaign (ascending pk), under the campaign's
+            # own reference so every row of a campaign is found by
+            # ``campaign:<id>``; the note names this call's refund reference,
+            # which the messages' status reasons give.
+            by_campaign: dict[int, list[int]] = defaultdict(list)
+            for pk in sorted(refunds):
+                by_campaign[campaign_of[pk]].append(pk)
+            for campaign_id in sorted(by_campaign):
+                pks = by_campaign[campaign_id]
+                amount = sum((credits_of[pk] for pk in pks), Decimal(0))
+                # ``credits_charged`` is what the campaign costs net of refunds,
+                # as ``campaign_resolve_unknown`` keeps it: it always equals
+                # minus the ledger amounts under ``campaign:<id>``.
+                Campaign.objects.filter(pk=campaign_id).update(
+                    credits_charged=F("credits_charged") - amount
+                )
+                credits_refund_many(
+                    account=account,
+                    amount=amount,
+                    reference=f"campaign:{campaign_id}",
+                    count=len(pks),
+                    note=(
+                        f"Delivery reports ({refund_reference}); messages {_id_ranges(pks)} "
+                        "(each one's status reason names this reference)."
+                    ),
+                )
             counts["refunded"] = len(refunds)
         if provider_refs:
             Message.objects.bulk_update(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
@@ -8,6 +9,10 @@ from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 from django.utils.html import format_html
 
+# Imported for their @admin.register: API tokens, clients, provider top-ups.
+import providers.admin_api
+import providers.admin_resellers
+import providers.admin_topups  # noqa: F401
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.limits import check_sender
 from providers.models import CreditTransaction, ProviderAccount
@@ -49,6 +54,8 @@ class ProviderAccountForm(forms.ModelForm):
                 ", ".join(str(key) for key in keys),
                 self.fields["credentials_input"].help_text,
             )
+        if "min_credits_per_segment" in self.fields:
+            self.fields["min_credits_per_segment"].required = False
 
     def clean_credentials_input(self):
         raw = self.cleaned_data["credentials_input"].strip()
@@ -80,6 +87,12 @@ class ProviderAccountForm(forms.ModelForm):
                     f"{zone!r} is not a time zone name; use one such as Australia/Sydney or UTC."
                 ) from None
         return zone
+
+    def clean_min_country_rates(self):
+        return parse_country_rates(self.cleaned_data.get("min_country_rates"))
+
+    def clean_min_credits_per_segment(self):
+        return self.cleaned_data.get("min_credits_per_segment") or Decimal("0")
 
     def clean(self):
         cleaned = super().clean()
@@ -206,7 +219,10 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 ]
             },
         ),
-        ("Reseller", {"fields": ["parent", "owners"]}),
+        (
+            "Reseller",
+            {"fields": ["parent", "owners", "min_credits_per_segment", "min_country_rates"]},
+        ),
         (
             "Credits",
             {
@@ -216,6 +232,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                     "available_display",
                     "provider_balance_display",
                     "low_balance_threshold",
+                    "low_balance_emails",
                     "credits_per_segment",
                     "country_rates",
                 ]
@@ -371,7 +388,15 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         if request.user.is_superuser or request.user.has_perm("providers.change_provideraccount"):
             return fieldsets
         # Resellers: no credentials, owners or webhook secrets.
-        hidden = {"credentials_input", "owners", "webhook_token", "webhook_urls", "base_url"}
+        hidden = {
+            "credentials_input",
+            "owners",
+            "webhook_token",
+            "webhook_urls",
+            "base_url",
+            "min_credits_per_segment",
+            "min_country_rates",
+        }
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets

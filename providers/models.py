@@ -87,6 +87,22 @@ class ProviderAccount(models.Model):
         blank=True,
         help_text='Credits per segment by country code, e.g. {"GB": "2", "US": "1.5"}.',
     )
+    # Floors a reseller's client prices must respect (set by staff on the
+    # reseller account; 0 / empty = no floor).
+    min_credits_per_segment = models.DecimalField(
+        "lowest client price per segment",
+        max_digits=8,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="On a reseller account: the lowest credits per segment its clients may be "
+        "charged (0 = no floor).",
+    )
+    min_country_rates = models.JSONField(
+        "lowest client price by country",
+        default=dict,
+        blank=True,
+        help_text='On a reseller account: per-country floors, e.g. {"GB": "2"}.',
+    )
 
     balance = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     reserved = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
@@ -211,6 +227,13 @@ class ProviderAccount(models.Model):
             return None
         return self.provider_balance - self.provider_balance_ours
 
+    def floor_for_region(self, region: str | None) -> Decimal:
+        """On a reseller account: the lowest price per segment its clients may
+        be charged for a destination country."""
+        if region and region in (self.min_country_rates or {}):
+            return Decimal(str(self.min_country_rates[region]))
+        return self.min_credits_per_segment
+
     def rate_for_region(self, region: str | None) -> Decimal:
         """Credits per segment for a destination country (``"AU"``)."""
         if region and region in (self.country_rates or {}):
@@ -227,6 +250,15 @@ class ProviderAccount(models.Model):
         return backend
 
 
+class ClientAccount(ProviderAccount):
+    """A reseller's client: a sub-account seen through the reseller
+    self-service admin (its own permissions, its own page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "client account"
+
+
 class CreditTransaction(models.Model):
     """One append-only ledger row. ``balance`` is the sum of ``amount`` and
     ``reserved`` the sum of ``reserved_change`` over an account's rows."""
@@ -241,6 +273,8 @@ class CreditTransaction(models.Model):
         REFUND = "refund", "Refund from provider"
         ADJUSTMENT = "adjustment", "Staff adjustment"
         PROVIDER_SYNC = "provider_sync", "Provider balance sync"
+        RETURN_OUT = "return_out", "Returned to the reseller"
+        RETURN_IN = "return_in", "Returned by a sub-account"
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -383,3 +417,28 @@ class SimulatorState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ApiToken(models.Model):
+    """A per-user token for the reseller JSON API (``providers.api``).
+
+    Only a SHA-256 of the token is stored; the token itself is shown once,
+    when it is made (``providers.services.api_tokens.api_token_create``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. 'billing system'.")
+    prefix = models.CharField(max_length=8, editable=False, help_text="Its first characters.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"

@@ -31,6 +31,13 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("providers", "view_provideraccount"),
         ("providers", "top_up_account"),
         ("providers", "view_credittransaction"),
+        # Self-service: their own clients (scoped to the accounts they own).
+        ("providers", "view_clientaccount"),
+        ("providers", "add_clientaccount"),
+        ("providers", "change_clientaccount"),
+        # Their own API tokens (the admin shows each user only its own).
+        ("providers", "view_apitoken"),
+        ("providers", "add_apitoken"),
     ],
 }
 

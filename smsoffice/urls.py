@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from campaigns.dashboard_views import dashboard_panel_view
+from providers.api import api as reseller_api
 from smsoffice import error_pages
 
 admin.site.site_header = "smsoffice"
@@ -19,6 +20,7 @@ urlpatterns = [
         name="dashboard-panel",
     ),
     path("admin/", admin.site.urls),
+    path("api/reseller/", reseller_api.urls),
 ]
 
 # Styled inside the admin look, with a way back (templates/403.html, 404.html).

@@ -7,7 +7,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from providers.models import CreditTransaction, ProviderAccount
+from providers.models import ApiToken, ClientAccount, CreditTransaction, ProviderAccount
 from providers.services import credits_top_up
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +71,7 @@ def test_reseller_only_reaches_provider_pages(client, two_resellers):
     client.force_login(two_resellers["alice"])
     for model, _, url in admin_urls():
         status = client.get(url).status_code
-        allowed = model in (ProviderAccount, CreditTransaction)
+        allowed = model in (ProviderAccount, CreditTransaction, ClientAccount, ApiToken)
         assert status == (200 if allowed else 403), url
 
 

@@ -10,6 +10,8 @@ concern:
 - :mod:`~providers.services.topups`: top-ups and transfers (may reach the
   provider);
 - :mod:`~providers.services.notifications`: low-balance warnings;
+- :mod:`~providers.services.resellers`: reseller self-service (clients,
+  prices within floors, take back, statements);
 - :mod:`~providers.services.reads`: drift against the provider, ledger checks.
 
 Contract shared by every ``credits_*`` function:
@@ -60,9 +62,21 @@ from providers.services.notifications import low_balance_recipients
 from providers.services.reads import (
     Drift,
     LedgerMismatch,
+    ReferenceCredits,
+    credits_for_reference,
     credits_outcome,
     credits_reconcile,
     ledger_mismatches,
+)
+from providers.services.resellers import (
+    Statement,
+    account_statement,
+    client_clean,
+    client_save,
+    clients_of,
+    credits_take_back,
+    reseller_accounts,
+    reseller_refusal,
 )
 from providers.services.topups import (
     credits_top_up,
@@ -80,15 +94,23 @@ __all__ = [
     "CreditError",
     "Drift",
     "LedgerMismatch",
+    "ReferenceCredits",
+    "Statement",
+    "account_statement",
     "check_fits",
+    "client_clean",
+    "client_save",
+    "clients_of",
     "credits_adjust",
     "credits_charge",
+    "credits_for_reference",
     "credits_outcome",
     "credits_reconcile",
     "credits_refund",
     "credits_refund_many",
     "credits_release",
     "credits_reserve",
+    "credits_take_back",
     "credits_top_up",
     "credits_transfer",
     "ledger_mismatches",
@@ -96,6 +118,8 @@ __all__ = [
     "parse_amount",
     "parse_country_rates",
     "parse_rate",
+    "reseller_accounts",
+    "reseller_refusal",
     "topup_intent_resolve",
     "topup_intents_reconcile",
     "transfer_refusal",

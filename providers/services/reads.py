@@ -178,3 +178,41 @@ def credits_outcome(*, idempotency_key: str) -> CreditTransaction | None:
     """The ledger row a movement with ``idempotency_key`` wrote, if it did:
     what a repeated request (double click, retry) shows as its outcome."""
     return CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceCredits:
+    """What the ledger holds under one reference (e.g. ``campaign:12``), exactly."""
+
+    reserved: Decimal  # still reserved now
+    charged: Decimal  # gross, every charge row
+    refunded: Decimal  # every refund row
+    released: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        """What the reference really cost: charged minus refunded."""
+        return self.charged - self.refunded
+
+
+def credits_for_reference(*, account_id: int, reference: str) -> ReferenceCredits:
+    """Sum the ledger rows of ``account_id`` under ``reference`` by kind
+    (every row of a campaign carries ``campaign:<id>``)."""
+    kind = CreditTransaction.Kind
+    sums = {
+        row["kind"]: (row["amount"] or ZERO, row["reserved"] or ZERO)
+        for row in CreditTransaction.objects.filter(account_id=account_id, reference=reference)
+        .order_by()
+        .values("kind")
+        .annotate(amount=Sum("amount"), reserved=Sum("reserved_change"))
+    }
+
+    def cents(value) -> Decimal:
+        return Decimal(value).quantize(CENT)
+
+    return ReferenceCredits(
+        reserved=cents(sum((r for _, r in sums.values()), ZERO)),
+        charged=cents(-sums.get(kind.CHARGE, (ZERO, ZERO))[0]),
+        refunded=cents(sums.get(kind.REFUND, (ZERO, ZERO))[0]),
+        released=cents(-sums.get(kind.RELEASE, (ZERO, ZERO))[1]),
+    )

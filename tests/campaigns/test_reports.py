@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -225,7 +226,9 @@ def test_refunded_reports_refund_the_message_credits_once(account):
     assert counts["refunded"] == 1
     assert account.balance == Decimal("101.50")
     [(amount, reference, note)] = refunds(account)
-    assert amount == Decimal("1.50") and reference.startswith("refund:apply:")
+    # Found by the campaign's reference; the note names the call's refund:apply:.
+    assert amount == Decimal("1.50") and reference == f"campaign:{campaign.pk}"
+    assert "(refund:apply:" in note
     assert note.startswith("Provider refund of 1 message.")
     assert f"messages {messages[0].pk} " in note
     assert_books_balance(account)
@@ -299,11 +302,15 @@ def test_refunds_of_one_call_are_one_ledger_row_named_on_each_message(make_accou
         ],
     )
     assert (counts["applied"], counts["refunded"]) == (5, 3)
-    [(amount, reference, note)] = refunds(account)
-    assert amount == Decimal("4.50")  # 1.25 + 1.25 + 2
-    assert reference.startswith("refund:apply:")
-    assert note.startswith("Provider refund of 3 messages.")
-    assert f"campaigns {first.pk}, {second.pk}; messages {a[0].pk}, {a[2].pk}, {b[1].pk} " in note
+    # One row per campaign, each under its campaign's reference.
+    [(amount_a, ref_a, note_a), (amount_b, ref_b, note_b)] = refunds(account)
+    assert (amount_a, ref_a) == (Decimal("2.50"), f"campaign:{first.pk}")  # 1.25 + 1.25
+    assert (amount_b, ref_b) == (Decimal("2.00"), f"campaign:{second.pk}")
+    assert note_a.startswith("Provider refund of 2 messages.")
+    assert f"messages {a[0].pk}, {a[2].pk} " in note_a
+    assert note_b.startswith("Provider refund of 1 message.")
+    reference = re.search(r"refund:apply:[0-9a-f]+", note_a).group(0)
+    assert reference in note_b  # one call, one refund reference
     reasons = dict(Message.objects.values_list("pk", "status_reason"))
     assert {pk for pk, reason in reasons.items() if reference in reason} == {
         a[0].pk,

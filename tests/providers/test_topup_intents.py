@@ -267,3 +267,26 @@ def test_a_slow_provider_does_not_make_a_reserve_on_the_same_reseller_wait(
     main, slow = (ProviderAccount.objects.get(pk=a.pk) for a in (main, slow))
     assert (main.balance, main.reserved, slow.balance) == (D("75"), D("5"), D("25"))
     assert ledger_mismatches() == []
+
+
+def test_staff_settle_unknown_top_ups_from_the_admin_and_resellers_see_only_theirs(
+    client, superuser, reseller_tree, acct
+):
+    from django.urls import reverse
+
+    _, bob, alice_main, *_ = reseller_tree
+    sub = acct(parent=alice_main, backend="topuptest", credentials=CREDS)
+    intent = TopUpIntent.objects.create(
+        account=sub, source=alice_main, amount=D("20"), backend="topuptest", state=State.UNKNOWN
+    )
+    credits_reserve(account=alice_main, amount=20, reference=intent.reference)
+    page = reverse("admin:providers_topupintent_changelist")
+    client.force_login(superuser)
+    listing = client.get(page)
+    assert any("may or may not have been applied" in str(m) for m in listing.context["messages"])
+    client.post(page, {"action": "resolve_applied", "_selected_action": [intent.pk]})
+    intent.refresh_from_db()
+    assert intent.state == State.APPLIED
+    assert (fresh(alice_main).balance, fresh(sub).balance) == (D("80"), D("20"))
+    client.force_login(bob)
+    assert client.get(page).status_code == 403  # resellers have no top-up intents page
