@@ -1,6 +1,8 @@
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
@@ -17,6 +19,33 @@ from contacts.services import optout_add, optout_remove
 
 #: Keyword actions of a reply, in words.
 REPLY_ACTIONS = {"opt_out": "STOP (opted out)", "opt_in": "START (asked to opt back in)"}
+
+
+class AuditedImportAdmin(ImportExportModelAdmin):
+    """Each confirmed import writes one audit entry (who, which file, what
+    it did) to the admin log, instead of one entry per row."""
+
+    def generate_log_entries(self, result, request):
+        totals = result.totals
+        counts = ", ".join(
+            f"{totals.get(kind, 0)} {label}"
+            for kind, label in (
+                ("new", "new"),
+                ("update", "updated"),
+                ("skip", "unchanged"),
+                ("delete", "deleted"),
+            )
+        )
+        file_name = (request.POST.get("original_file_name") or "a file")[:100]
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(self.model),
+            object_id=None,
+            object_repr=f"Import of {file_name}"[:200],
+            action_flag=ADDITION,
+            change_message=f"Imported {self.model._meta.verbose_name_plural} "
+            f"from {file_name}: {counts}.",
+        )
 
 
 class MembershipInline(admin.TabularInline):
@@ -203,7 +232,7 @@ class ListMembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(OptOut)
-class OptOutAdmin(ImportExportModelAdmin):
+class OptOutAdmin(AuditedImportAdmin):
     """Opt-outs are added and removed, never edited: each is a record of who
     asked, when and why. Both go through :mod:`contacts.services`."""
 

@@ -28,7 +28,10 @@ MASK = "***"
 
 _WEBHOOK_PATH = re.compile(r"(/hooks/[^/\s\"']+/)[^/\s\"'?]+")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+")
-_AUTH_SCHEME = re.compile(r"(?i)\b(JWT|Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# A credential has a digit or token punctuation; "Basic authentication" is prose.
+_AUTH_SCHEME = re.compile(
+    r"(?i)\b(JWT|Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=])[A-Za-z0-9._~+/=-]{8,}"
+)
 
 #: Values shorter than this are not registered: masking "1" or "AU" everywhere
 #: would garble harmless text (the backends' own rule).

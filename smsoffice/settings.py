@@ -257,6 +257,7 @@ STORAGES = {
 # --- CSV import/export (django-import-export) ---------------------------------
 # Imports run in a transaction: a file with any bad row writes nothing.
 IMPORT_EXPORT_USE_TRANSACTIONS = True
+# One summary audit entry per import instead of one per row (contacts.admin).
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"

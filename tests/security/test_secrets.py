@@ -190,6 +190,7 @@ def test_every_logger_is_redacted_django_server_included(make_account):
         ("token Bearer abcdefgh12345 refused", "token Bearer *** refused"),
         ("GET /hooks/callr/AbCdEf0123456789xyz/status/", "GET /hooks/callr/***/status/"),
         ("nothing secret here", "nothing secret here"),
+        ("Basic authentication required", "Basic authentication required"),
     ],
 )
 def test_redact_text(raw, expected):
