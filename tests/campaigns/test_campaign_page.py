@@ -339,6 +339,7 @@ def test_the_counter_measures_the_template_when_the_body_is_empty(client, operat
 def test_the_messages_and_replies_links_open_filtered_lists(client, superuser, account):
     client.force_login(superuser)
     campaign = make_campaign(account=account, phones=new_phones(1))
+    Campaign.objects.filter(pk=campaign.pk).update(status=C.COMPLETED)  # a draft has none
     html = client.get(change_url(campaign)).content.decode()
     for name in ("message", "inboundmessage"):
         url = reverse(f"admin:campaigns_{name}_changelist") + f"?campaign__id__exact={campaign.pk}"
