@@ -14,8 +14,8 @@ templates) of:
 
 - the campaign page (what a person opens): target < 200 ms at 1M;
 - the live part htmx polls every 2 s;
-- the delivery report (aggregates every message, cached 30 s on large
-  campaigns): first (uncached) and cached;
+- the delivery report (aggregates every message; on large campaigns cached
+  for 20 times its build time, at least 30 s): first (uncached) and cached;
 
 next to the physical limit of the same work: the same page of the
 10-message campaign (the page's own cost with nothing to count) and a bare
@@ -194,7 +194,9 @@ def main() -> None:
         print(f"campaign page, {connection.vendor}, {args.n:,} messages (built in {built:.0f} s)")
         print(f"  campaign page            {page:8.1f} ms   (target < 200 ms)")
         print(f"  live part (htmx poll)    {live:8.1f} ms")
-        print(f"  report, first (uncached) {report_first:8.1f} ms   (then cached 30 s)")
+        print(
+            f"  report, first (uncached) {report_first:8.1f} ms   (then cached 20x that, >= 30 s)"
+        )
         print(f"  report, cached           {report_cached:8.1f} ms")
         print("physical limit of the same work:")
         print(f"  same page, 10 messages   {floor:8.1f} ms   (the page's own cost)")

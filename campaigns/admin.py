@@ -77,7 +77,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "body"]
     list_select_related = ["account", "template"]
     autocomplete_fields = ["template", "lists"]
-    readonly_fields = ["schedule", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["schedule", "created_by", "created", "updated"]
     fieldsets = [
         (None, {"fields": ["name", "account", "sender", "template", "body"]}),
         ("Recipients", {"fields": ["lists", "extra_numbers"]}),
@@ -94,7 +94,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
             fieldsets.append(
                 (
                     "Record",
-                    {"fields": ["created_by", "created_at", "updated_at"], "classes": ["collapse"]},
+                    {"fields": ["created_by", "created", "updated"], "classes": ["collapse"]},
                 )
             )
         return fieldsets
@@ -147,6 +147,10 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj):
         return format_when(obj.created_at)
+
+    @admin.display(description="Last changed")
+    def updated(self, obj):
+        return format_when(obj.updated_at)
 
     @admin.display(description="Scheduled for")
     def schedule(self, obj):

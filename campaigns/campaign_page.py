@@ -8,12 +8,14 @@ Two parts with different costs:
   milliseconds whatever the number of messages; the page polls it.
 * :func:`campaign_report` — the delivery report (chart over time, failures
   by provider reason, per-country counts and cost, credits). It aggregates
-  the campaign's messages, so on a very large campaign it is cached for
-  :data:`REPORT_CACHE_SECONDS` and says how old it is.
+  the campaign's messages (a few seconds per million rows on SQLite), so on
+  a large campaign it is cached, for longer the longer it takes to build,
+  and says how old it is.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -293,6 +295,12 @@ class Report:
     credits: dict
     built_at: datetime
     cached: bool = False
+    build_seconds: float = 0.0
+
+    @property
+    def refresh_seconds(self) -> int:
+        """How often the page asks again (about as often as it can change)."""
+        return report_ttl(self) if self.build_seconds else 5
 
 
 class EpochSeconds(Func):
@@ -304,7 +312,10 @@ class EpochSeconds(Func):
 
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(
-            compiler, connection, template="CAST(strftime('%%s', %(expressions)s) AS REAL)", **extra
+            compiler,
+            connection,
+            template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+            **extra,
         )
 
     def as_postgresql(self, compiler, connection, **extra):
@@ -488,19 +499,28 @@ def _build_report(c: Campaign, now: datetime) -> Report:
 
 
 def campaign_report(campaign: Campaign, *, now: datetime | None = None) -> Report:
-    """The delivery report; cached briefly on large campaigns (``cached`` says so)."""
+    """The delivery report; on large campaigns cached (``cached`` says so and
+    ``built_at`` says when) for :func:`report_ttl` of its own build time."""
     now = now or timezone.now()
     if campaign.recipients_total <= REPORT_CACHE_ABOVE:
         return _build_report(campaign, now)
-    key = f"campaign-report:{campaign.pk}"
+    # Once nothing can change, the last report before that is stale: rebuild once.
+    key = f"campaign-report:{campaign.pk}:{status_display(campaign).final}"
     report = cache.get(key)
     if report is not None:
         report.cached = True
-        report.credits = campaign_credits(campaign)  # money is always current
         return report
+    started = time.monotonic()
     report = _build_report(campaign, now)
-    cache.set(key, report, REPORT_CACHE_SECONDS)
+    report.build_seconds = time.monotonic() - started
+    cache.set(key, report, report_ttl(report))
     return report
+
+
+def report_ttl(report: Report) -> int:
+    """How long a report stays cached: a report that takes long to build is
+    rebuilt seldom, so polling pages never keep a worker busy with it."""
+    return max(REPORT_CACHE_SECONDS, int(20 * report.build_seconds))
 
 
 # ------------------------------------------------------------- formatting

@@ -339,6 +339,7 @@ def test_the_counter_measures_the_template_when_the_body_is_empty(client, operat
 def test_the_messages_and_replies_links_open_filtered_lists(client, superuser, account):
     client.force_login(superuser)
     campaign = make_campaign(account=account, phones=new_phones(1))
+    Campaign.objects.filter(pk=campaign.pk).update(status=C.COMPLETED)  # a draft has none
     html = client.get(change_url(campaign)).content.decode()
     for name in ("message", "inboundmessage"):
         url = reverse(f"admin:campaigns_{name}_changelist") + f"?campaign__id__exact={campaign.pk}"
@@ -355,3 +356,25 @@ def test_the_audit_trail_reads_in_words(client, superuser, account, enqueued):
     assert "send_now draft" not in html
     page = client.get(change_url(campaign)).content.decode()
     assert "Sent now" in page and "Draft → Scheduled" in page
+
+
+def test_a_large_campaigns_report_is_cached_and_says_how_old_it_is(
+    client, operator, account, enqueued, monkeypatch
+):
+    from campaigns import campaign_page
+
+    client.force_login(operator)
+    campaign = _sent(account, operator, n=5)
+    monkeypatch.setattr(campaign_page, "REPORT_CACHE_ABOVE", 0)  # "large" from 1 message
+    url = reverse("admin:campaigns_campaign_report", args=[campaign.pk])
+    first = client.get(url).content.decode()
+    assert "Figures as of" in first and 'hx-trigger="every 30s"' in first
+    assert 'data-credits="charged">5.00<' in first
+    Message.objects.filter(campaign=campaign).update(raw_error="changed")  # not seen...
+    assert client.get(url).content.decode() == first  # ...the cached report is served
+
+    _receipts(account)  # final now: rebuilt once, with the refunds, and no more polling
+    campaign.refresh_from_db()
+    final = client.get(url).content.decode()
+    assert "hx-trigger" not in final
+    assert f'data-credits="refunded">{campaign.failed_count}.00<' in final
