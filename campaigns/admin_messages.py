@@ -49,6 +49,12 @@ STATUS_PARAM = "status__exact"
 #: Rows a person can page through; past that, filter or search.
 PAGING_LIMIT = 10_000
 EXPORT_CHUNK = 2000
+# Listed with what it needs, so the merged media put it after django.jQuery.
+FILTER_JS = [
+    "admin/js/vendor/jquery/jquery.min.js",
+    "admin/js/jquery.init.js",
+    "campaigns/list_filter_autocomplete.js",
+]
 
 
 def campaign_messages_url(campaign_id: int) -> str:
@@ -230,7 +236,7 @@ class BigTableAdminMixin:
             if spec_class is CampaignAutocompleteFilter:
                 field = self.model._meta.get_field("campaign")
                 media += AutocompleteSelect(field, self.admin_site).media
-                media += forms.Media(js=["campaigns/list_filter_autocomplete.js"])
+                media += forms.Media(js=FILTER_JS)
         return media
 
     def has_add_permission(self, request):

@@ -112,8 +112,8 @@ class PhoneNormalizer:
             return None
         if cleaned[0] == "+":
             digits = cleaned[1:]
-            if not digits.isdigit():
-                return None
+            if not digits.isdigit() or digits[0] == "0":
+                return None  # no country code starts with 0
             for size in (1, 2, 3):
                 code = int(digits[:size])
                 regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)

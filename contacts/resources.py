@@ -1,8 +1,11 @@
-"""CSV/XLSX import and export of contacts and opt-outs (django-import-export).
+"""django-import-export resources: contact export, opt-out import/export.
 
-Import is all-or-nothing: rows are validated in a dry run inside a
-transaction, each bad row is reported with its line and reason, and nothing
-is written until every row is valid and the user confirms.
+Contacts are imported by :mod:`contacts.importing` (a background job that
+streams big files in short transactions); django-import-export compares and
+saves row by row in one transaction, which is fine for exports and for the
+opt-out list (small files, each opt-out through ``optout_add``), not for
+100,000 contacts. ``ContactResource`` still imports (all or nothing, in one
+transaction) for scripts and small files, with the same rules.
 """
 
 from __future__ import annotations

@@ -47,9 +47,6 @@ class Applier:
             f"RETURNING {qn('contact_id')}, {qn('contact_list_id')}",
             "(%s, %s, %s)",
         )
-        self.change_sql = common.insert_sql(
-            ImportChange, ["job_id", "contact_id", "created", "previous", "lists_added"]
-        )
         self.json_field = Contact._meta.get_field("custom_fields")
         self.lookup_sql = (
             f"SELECT {qn('phone')}, {qn('first_name')}, {qn('last_name')}, {qn('email')}, "
@@ -146,8 +143,9 @@ class Applier:
             )
             for _id, phone, *_rest in rows
         ]
-        with connection.cursor() as cursor:
-            cursor.executemany(self.change_sql, changes)
+        common.insert_rows(
+            ImportChange, ["job_id", "contact_id", "created", "previous", "lists_added"], changes
+        )
         ImportJob.objects.filter(pk=self.job.pk).update(rows_applied=F("rows_applied") + len(rows))
 
 

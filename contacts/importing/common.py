@@ -31,13 +31,23 @@ def add_issues(job: ImportJob, issues: list[ImportIssue]) -> None:
         ImportIssue.objects.bulk_create(issues)
 
 
-def insert_sql(model, columns: list[str]) -> str:
+def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    """INSERT ``rows`` into ``model``'s table, many rows per statement.
+
+    One multi-row statement instead of ``executemany``: psycopg sends
+    ``executemany`` as one statement per row; SQLite takes either. Slices
+    keep each statement under SQLite's 32,766 parameters.
+    """
+    if not rows:
+        return
     qn = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(columns))
-    return (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-        f"VALUES ({placeholders})"
-    )
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) VALUES "
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    step = max(1, 30_000 // len(columns))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            cursor.execute(head + ", ".join([row] * len(part)), [v for r in part for v in r])
 
 
 def delete_in_chunks(queryset) -> None:

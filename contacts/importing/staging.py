@@ -8,7 +8,7 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -62,10 +62,6 @@ class Stager:
         self.issues: list[ImportIssue] = []
         self.rows_read = 0
         self.issues_total = 0
-        self.insert_sql = common.insert_sql(
-            ImportRow,
-            [*STAGED_COLUMNS],
-        )
 
     def issue(self, line: int, column: str, value: str, reason: str) -> None:
         self.issues.append(
@@ -229,9 +225,7 @@ class Stager:
         with transaction.atomic():
             if common.cancel_requested(self.job.pk):
                 raise common.Cancelled
-            if self.rows:
-                with connection.cursor() as cursor:
-                    cursor.executemany(self.insert_sql, self.rows)
+            common.insert_rows(ImportRow, [*STAGED_COLUMNS], self.rows)
             common.add_issues(self.job, self.issues)
             self.issues_total += len(self.issues)
             ImportJob.objects.filter(pk=self.job.pk).update(

@@ -31,11 +31,20 @@ def typed_numbers(draw):
 
 
 @settings(max_examples=600, deadline=None)
-@given(value=typed_numbers(), region=st.sampled_from(["AU", "GB", "US", "NZ", "DE", "IT"]))
+@given(
+    value=typed_numbers(),
+    region=st.sampled_from(["AU", "GB", "US", "NZ", "DE", "IT", "AR", "MX", "IN", "BR"]),
+)
 def test_same_answer_as_normalize_phone(value, region):
     assert _answer(PhoneNormalizer(region), value) == _answer(
         lambda v: normalize_phone(v, region=region), value
     )
+
+
+def test_a_country_code_never_starts_with_zero():
+    # Found by the property test: "+040..." is no number, not Romania (+40).
+    value = "+040219000"
+    assert _answer(PhoneNormalizer("AU"), value) == _answer(normalize_phone, value)
 
 
 @pytest.mark.parametrize(

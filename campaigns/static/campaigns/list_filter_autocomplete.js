@@ -3,7 +3,6 @@
 // filters and the search, and starting again at the first page.
 'use strict';
 {
-    const $ = window.django && window.django.jQuery;
     function follow(event) {
         const select = event.target;
         const params = new URLSearchParams(window.location.search);
@@ -17,6 +16,8 @@
         window.location.search = params.toString();
     }
     function init() {
+        // Looked up here, not at load: jQuery is set up by admin/js/jquery.init.js.
+        const $ = window.django && window.django.jQuery;
         document.querySelectorAll('select[data-list-filter]').forEach(function(select) {
             if ($) {
                 $(select).on('change', follow);  // select2 reports through jQuery
