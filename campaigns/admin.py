@@ -7,6 +7,7 @@ from campaigns.admin_engine import CampaignEngineAdminMixin
 from campaigns.admin_views import campaign_quote_context, measure_view
 from campaigns.forms import CampaignForm, MessageTemplateForm
 from campaigns.models import Campaign, CampaignEvent, MessageTemplate
+from providers.backends import delivery_reports_missing
 
 
 @admin.register(MessageTemplate)
@@ -117,6 +118,10 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
             obj = self.get_object(request, unquote(object_id))
             if obj is not None and self.has_view_or_change_permission(request, obj):
                 extra_context.update(campaign_quote_context(obj))
+                # A provider without delivery reports: say why statuses stay "sent".
+                extra_context["delivery_reports_note"] = delivery_reports_missing(
+                    obj.account.backend
+                )
         return super().change_view(request, object_id, form_url, extra_context)
 
 

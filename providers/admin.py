@@ -1,86 +1,15 @@
 from __future__ import annotations
 
-import json
-
-from django import forms
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
-from providers.limits import check_sender
+from providers.forms import CREDENTIAL_FIELD_NAMES, ProviderAccountForm
 from providers.models import CreditTransaction, ProviderAccount
-from providers.services import parse_country_rates
 
-
-class ProviderAccountForm(forms.ModelForm):
-    """Credentials are write-only: the stored values are never sent to the browser.
-
-    Leave the field empty to keep what is stored; enter a JSON object to replace it.
-    """
-
-    credentials_input = forms.CharField(
-        label="Credentials",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
-        help_text='JSON, e.g. {"username": "…", "password": "…"}. '
-        "Leave empty to keep the stored credentials; they are never displayed.",
-    )
-
-    base_url = forms.URLField(
-        required=False,
-        assume_scheme="https",
-        help_text="Leave empty for the provider's default.",
-    )
-
-    class Meta:
-        model = ProviderAccount
-        exclude = ["credentials", "balance", "reserved"]  # noqa: DJ006 - hide secrets
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        keys = sorted((self.instance.credentials or {}).keys()) if self.instance.pk else []
-        if keys:
-            self.fields["credentials_input"].help_text = (
-                f"Stored: {', '.join(keys)} (values hidden). "
-                + self.fields["credentials_input"].help_text
-            )
-
-    def clean_credentials_input(self):
-        raw = self.cleaned_data["credentials_input"].strip()
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Credentials must be a JSON object: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}."
-            ) from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Credentials must be a JSON object like {"key": "value"}.')
-        return value
-
-    def clean_country_rates(self):
-        return parse_country_rates(self.cleaned_data.get("country_rates"))
-
-    def clean(self):
-        cleaned = super().clean()
-        # An empty default is allowed: campaigns may set their own sender (the
-        # quote refuses a campaign that ends up with none where one is needed).
-        sender = cleaned.get("default_sender")
-        # A backend that failed its own validation is not checked against.
-        backend = cleaned.get("backend") if "backend" in self.fields else self.instance.backend
-        if sender and backend:
-            for error in check_sender(backend, sender):
-                self.add_error("default_sender", error)
-        return cleaned
-
-    def save(self, commit=True):
-        new = self.cleaned_data.get("credentials_input")
-        if new is not None:
-            self.instance.credentials = new
-        return super().save(commit=commit)
+__all__ = ["ProviderAccountForm"]  # re-exported: the form lives in providers.forms
 
 
 class SubAccountInline(admin.TabularInline):
@@ -171,6 +100,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         "provider_balance_display",
         "webhook_token",
         "webhook_urls",
+        "reports_display",
         "created_at",
         "updated_at",
     ]
@@ -183,6 +113,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 "fields": [
                     "name",
                     "backend",
+                    *CREDENTIAL_FIELD_NAMES,
                     "credentials_input",
                     "base_url",
                     "default_sender",
@@ -217,7 +148,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 ]
             },
         ),
-        ("Webhooks", {"fields": ["webhook_token", "webhook_urls"]}),
+        ("Webhooks", {"fields": ["reports_display", "webhook_token", "webhook_urls"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -258,7 +189,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             if capability in capabilities
         ]
         if not rows:
-            return f"{obj.backend} pushes nothing to us; statuses and replies are polled."
+            return f"{obj.backend} pushes nothing to us."
         note = "" if base else " (prefix with this site's address, or set PUBLIC_BASE_URL)"
         return format_html(
             "{}{}",
@@ -266,12 +197,39 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             note,
         )
 
+    @admin.display(description="Delivery reports and replies")
+    def reports_display(self, obj):
+        """How statuses and replies reach us with this provider, or that they
+        never do (a page must not let people wait for receipts that never come)."""
+        from providers.backends import backend_class
+        from providers.backends.base import Capability
+
+        if not obj or not obj.backend:
+            return "-"
+        try:
+            cls = backend_class(obj.backend)
+        except (ImproperlyConfigured, ImportError):
+            return f"Unknown backend {obj.backend!r}: nothing is sent or reported."
+        missing = cls.delivery_reports_missing()
+        if missing:
+            reports = missing
+        elif cls.supports(Capability.DLR_WEBHOOK):
+            reports = "Delivery reports are pushed to the webhook below."
+        else:
+            reports = "Delivery reports are polled."
+        if cls.capabilities & {Capability.REPLIES_POLL, Capability.REPLIES_WEBHOOK}:
+            replies = "Replies are received."
+        else:
+            replies = "Replies are not received from this provider."
+        return f"{reports} {replies}"
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if request.user.is_superuser or request.user.has_perm("providers.change_provideraccount"):
             return fieldsets
         # Resellers: no credentials, owners or webhook secrets.
         hidden = {"credentials_input", "owners", "webhook_token", "webhook_urls", "base_url"}
+        hidden.update(CREDENTIAL_FIELD_NAMES)
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets

@@ -42,6 +42,7 @@ import httpx
 
 from providers.backends.base import (
     Capability,
+    CredentialField,
     DeliveryStatus,
     ErrorKind,
     InboundSms,
@@ -198,6 +199,18 @@ class SmsEveryoneBackend(SmsBackend):
     """
 
     name = "smseveryone"
+    label = "SMS Everyone"
+    credential_fields = (
+        CredentialField("username", "Username"),
+        CredentialField("password", "Password", secret=True),
+        CredentialField(
+            "time_zone",
+            "Account time zone",
+            required=False,
+            help_text="The zone SMS Everyone set for the account (IANA name). "
+            "Empty: Australia/Sydney.",
+        ),
+    )
     capabilities = frozenset(
         {
             Capability.SCHEDULE,
