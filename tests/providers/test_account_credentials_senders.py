@@ -277,3 +277,35 @@ def test_pages_of_providers_with_reports_do_not_say_so(client, superuser):
     client.force_login(superuser)
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
     assert "campaign-no-delivery-reports" not in page.content.decode()
+
+
+# ---------------------------------------------------------------- seed_demo
+
+
+def test_seed_demo_adds_inactive_example_accounts_for_the_new_providers(
+    client, superuser, settings
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    # TransmitSMS and CALLR are registered by their own backends; any class
+    # stands in here: seed_demo only needs their keys.
+    settings.SMS_BACKENDS = {
+        **settings.SMS_BACKENDS,
+        "transmitsms": "providers.backends.fullsms.FullSmsBackend",
+        "callr": "providers.backends.fullsms.FullSmsBackend",
+    }
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # idempotent
+    examples = ProviderAccount.objects.filter(backend__in=["fullsms", "transmitsms", "callr"])
+    assert sorted(examples.values_list("backend", "is_active", "credentials")) == [
+        ("callr", False, {}),
+        ("fullsms", False, {}),
+        ("transmitsms", False, {}),
+    ]
+    client.force_login(superuser)
+    account = examples.get(backend="fullsms")
+    page = client.get(reverse("admin:providers_provideraccount_change", args=[account.pk]))
+    assert page.status_code == 200
+    assert "FullSMS has no delivery reports" in page.content.decode()
