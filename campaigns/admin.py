@@ -17,6 +17,7 @@ from campaigns.campaign_page import format_when, scheduled_for
 from campaigns.forms import CampaignForm, MessageTemplateForm
 from campaigns.models import Campaign, CampaignEvent, MessageTemplate
 from campaigns.states import campaign_deletable, event_label, status_display
+from providers.backends import delivery_reports_missing
 
 
 @admin.register(MessageTemplate)
@@ -188,6 +189,10 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
                 extra_context.update(campaign_quote_context(obj, refresh=refresh))
                 extra_context.update(
                     campaign_page_context(request, obj, may_send=self.has_send_permission(request))
+                )
+                # A provider without delivery reports: say why statuses stay "sent".
+                extra_context["delivery_reports_note"] = delivery_reports_missing(
+                    obj.account.backend
                 )
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, MessageTemplate
 from campaigns.templating import template_errors, validate_defaults
+from providers.forms import attach_sender_choices, sender_refused
 from providers.limits import check_sender
+from providers.senders import account_senders
 
 
 class SmsBodyWidget(forms.Textarea):
@@ -68,6 +70,15 @@ class CampaignForm(forms.ModelForm):
         fields = ["name", "account", "sender", "template", "body", "lists", "extra_numbers"]
         widgets = {"body": SmsBodyWidget}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The provider's own list of senders, where it has one (FullSMS).
+        account = self.instance.account if self.instance.account_id else None
+        if account is not None and "sender" in self.fields:
+            attach_sender_choices(
+                self.fields["sender"], account_senders(account), list_id="campaign-sender-choices"
+            )
+
     def clean(self):
         cleaned = super().clean()
         body = cleaned.get("body") or ""
@@ -83,8 +94,14 @@ class CampaignForm(forms.ModelForm):
         sender = cleaned.get("sender")
         account = cleaned.get("account")
         if sender and account is not None:
-            for error in check_sender(account.backend, sender):
+            errors = check_sender(account.backend, sender)
+            for error in errors:
                 self.add_error("sender", error)
+            refused = (
+                "" if errors else sender_refused(account_senders(account), sender, account.backend)
+            )
+            if refused:
+                self.add_error("sender", refused)
         return cleaned
 
 

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-
-from django import forms
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 from django.utils.html import format_html
@@ -14,103 +11,10 @@ import providers.admin_api
 import providers.admin_resellers
 import providers.admin_topups  # noqa: F401
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
-from providers.limits import check_sender
+from providers.forms import CREDENTIAL_FIELD_NAMES, ProviderAccountForm
 from providers.models import CreditTransaction, ProviderAccount
-from providers.services import parse_country_rates
 
-
-class ProviderAccountForm(forms.ModelForm):
-    """Credentials are write-only: the stored values are never sent to the browser.
-
-    Leave the field empty to keep what is stored; enter a JSON object to replace it.
-    """
-
-    credentials_input = forms.CharField(
-        label="Credentials",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
-        help_text='JSON, e.g. {"username": "…", "password": "…"}. '
-        "Leave empty to keep the stored credentials; they are never displayed.",
-    )
-
-    base_url = forms.URLField(
-        required=False,
-        assume_scheme="https",
-        help_text="Leave empty for the provider's default.",
-    )
-
-    class Meta:
-        model = ProviderAccount
-        exclude = ["credentials", "balance", "reserved"]  # noqa: DJ006 - hide secrets
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        keys = sorted((self.instance.credentials or {}).keys()) if self.instance.pk else []
-        if keys:
-            # The admin renders help text as HTML: key names are escaped here,
-            # as whoever saved the credentials chose them.
-            self.fields["credentials_input"].help_text = format_html(
-                "Stored: {} (values hidden). {}",
-                ", ".join(str(key) for key in keys),
-                self.fields["credentials_input"].help_text,
-            )
-        if "min_credits_per_segment" in self.fields:
-            self.fields["min_credits_per_segment"].required = False
-
-    def clean_credentials_input(self):
-        raw = self.cleaned_data["credentials_input"].strip()
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Credentials must be a JSON object: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}."
-            ) from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Credentials must be a JSON object like {"key": "value"}.')
-        return value
-
-    def clean_country_rates(self):
-        return parse_country_rates(self.cleaned_data.get("country_rates"))
-
-    def clean_provider_time_zone(self):
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        zone = (self.cleaned_data.get("provider_time_zone") or "").strip()
-        if zone:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise forms.ValidationError(
-                    f"{zone!r} is not a time zone name; use one such as Australia/Sydney or UTC."
-                ) from None
-        return zone
-
-    def clean_min_country_rates(self):
-        return parse_country_rates(self.cleaned_data.get("min_country_rates"))
-
-    def clean_min_credits_per_segment(self):
-        return self.cleaned_data.get("min_credits_per_segment") or Decimal("0")
-
-    def clean(self):
-        cleaned = super().clean()
-        # An empty default is allowed: campaigns may set their own sender (the
-        # quote refuses a campaign that ends up with none where one is needed).
-        sender = cleaned.get("default_sender")
-        # A backend that failed its own validation is not checked against.
-        backend = cleaned.get("backend") if "backend" in self.fields else self.instance.backend
-        if sender and backend:
-            for error in check_sender(backend, sender):
-                self.add_error("default_sender", error)
-        return cleaned
-
-    def save(self, commit=True):
-        new = self.cleaned_data.get("credentials_input")
-        if new is not None:
-            self.instance.credentials = new
-        return super().save(commit=commit)
+__all__ = ["ProviderAccountForm"]  # re-exported: the form lives in providers.forms
 
 
 class SubAccountInline(admin.TabularInline):
@@ -200,6 +104,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         "provider_balance_display",
         "webhook_token",
         "webhook_urls",
+        "reports_display",
         "created_at",
         "updated_at",
     ]
@@ -212,6 +117,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                 "fields": [
                     "name",
                     "backend",
+                    *CREDENTIAL_FIELD_NAMES,
                     "credentials_input",
                     "base_url",
                     "default_sender",
@@ -254,7 +160,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             "At the provider",
             {"fields": ["provider_settings_display", "provider_time_zone", "message_validity"]},
         ),
-        ("Webhooks", {"fields": ["webhook_token", "webhook_urls"]}),
+        ("Webhooks", {"fields": ["reports_display", "webhook_token", "webhook_urls"]}),
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -262,7 +168,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
     def provider_settings_display(self, obj):
         """What the provider last said the account may do, and what that
         means for campaigns (the quote refuses what it would refuse)."""
-        from django.utils.html import format_html, format_html_join
+        from django.utils.html import format_html_join
 
         from providers.backends import backend_capabilities
         from providers.backends.base import Capability
@@ -349,7 +255,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
         import campaigns (which serves them)."""
         from django.conf import settings
         from django.urls import reverse
-        from django.utils.html import format_html, format_html_join
+        from django.utils.html import format_html_join
 
         from providers.backends import backend_class
         from providers.backends.base import WEBHOOK_KINDS
@@ -374,7 +280,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             if capability in capabilities
         ]
         if not rows:
-            return f"{obj.backend} pushes nothing to us; statuses and replies are polled."
+            return f"{obj.backend} pushes nothing to us."
         note = "" if base else " (prefix with this site's address, or set PUBLIC_BASE_URL)"
         return format_html(
             "{}{}<div>{}</div>",
@@ -382,6 +288,32 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             note,
             cls.webhook_setup_note,
         )
+
+    @admin.display(description="Delivery reports and replies")
+    def reports_display(self, obj):
+        """How statuses and replies reach us with this provider, or that they
+        never do (a page must not let people wait for receipts that never come)."""
+        from providers.backends import backend_class
+        from providers.backends.base import Capability
+
+        if not obj or not obj.backend:
+            return "-"
+        try:
+            cls = backend_class(obj.backend)
+        except (ImproperlyConfigured, ImportError):
+            return f"Unknown backend {obj.backend!r}: nothing is sent or reported."
+        missing = cls.delivery_reports_missing()
+        if missing:
+            reports = missing
+        elif cls.supports(Capability.DLR_WEBHOOK):
+            reports = "Delivery reports are pushed to the webhook below."
+        else:
+            reports = "Delivery reports are polled."
+        if cls.capabilities & {Capability.REPLIES_POLL, Capability.REPLIES_WEBHOOK}:
+            replies = "Replies are received."
+        else:
+            replies = "Replies are not received from this provider."
+        return f"{reports} {replies}"
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -397,6 +329,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             "min_credits_per_segment",
             "min_country_rates",
         }
+        hidden.update(CREDENTIAL_FIELD_NAMES)
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets

@@ -362,8 +362,30 @@ def import_apply(*, job_id: int, time_slice: float = APPLY_SLICE) -> ImportJob:
         _async_clean(job)
         return job
     job = _finish(job, S.DONE, "")
+    _audit_done(job)
     _async_clean(job)
     return job
+
+
+def _audit_done(job: ImportJob) -> None:
+    """One entry in the admin log (the audit page) per finished import: who
+    imported which file and what it did, not one entry per row."""
+    from django.contrib.admin.models import ADDITION, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    if job.created_by_id is None:
+        return
+    updated = max(job.rows_applied - job.rows_new, 0)
+    LogEntry.objects.create(
+        user_id=job.created_by_id,
+        content_type=ContentType.objects.get_for_model(ImportJob),
+        object_id=str(job.pk),
+        object_repr=f"Import of {job.file_name}"[:200],
+        action_flag=ADDITION,
+        change_message=(
+            f"Imported contacts from {job.file_name}: {job.rows_new} new, {updated} updated."
+        ),
+    )
 
 
 def _async_clean(job: ImportJob) -> None:

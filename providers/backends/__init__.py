@@ -84,3 +84,13 @@ def get_backend(account: ProviderAccount, **options) -> SmsBackend:
         account_key=str(account.pk),
         **options,
     )
+
+
+def delivery_reports_missing(key: str) -> str:
+    """Why backend ``key`` never reports deliveries (accepted messages stay
+    ``sent``), for pages to say so; empty when it does report them (or is
+    unknown: nothing to claim)."""
+    try:
+        return backend_class(key).delivery_reports_missing()
+    except (ImproperlyConfigured, ImportError):
+        return ""

@@ -1245,7 +1245,9 @@ class SmsBackend:
 
     def senders(self) -> list[SenderOption]:
         """The senders the provider accepts for this account (capability
-        "senders"): its numbers and approved sender IDs."""
+        "senders"): its numbers and approved sender IDs. An empty list names
+        none: any sender the format rules allow may be tried (the provider
+        has the last word)."""
         raise UnsupportedOperation(self.name, "sender listing")
 
     def account_settings(self) -> AccountSettings:

@@ -151,7 +151,7 @@ class FullSmsBackend(SmsBackend):
             "API token",
             secret=True,
             help_text="FullSMS web app: Settings → API → Generate API token "
-            "(looks like 20|YLuvWkTILYKhq365...).",
+            "(it looks like 20|a1B2c3…).",
         ),
         CredentialField(
             "time_zone",

@@ -80,6 +80,7 @@ from providers.backends.base import (
     ProviderError,
     ProviderRef,
     RemoteOptOut,
+    SenderOption,
     SendResult,
     SmsBackend,
     StatusUpdate,
@@ -374,6 +375,10 @@ class SimulatorBackend(SmsBackend):
 
     def _set_balance(self, value: Decimal) -> None:
         self.cache.set(self._key("balance"), str(value), STATE_TTL)
+
+    def senders(self) -> list[SenderOption]:
+        """None listed: the simulator accepts any sender its format rules allow."""
+        return []
 
     def balance(self) -> Decimal:
         self._call("balance")

@@ -44,6 +44,7 @@ import httpx
 from providers.backends.base import (
     AccountSettings,
     Capability,
+    CredentialField,
     DeliveryStatus,
     ErrorKind,
     InboundSms,
@@ -204,6 +205,18 @@ class SmsEveryoneBackend(SmsBackend):
     """
 
     name = "smseveryone"
+    label = "SMS Everyone"
+    credential_fields = (
+        CredentialField("username", "Username"),
+        CredentialField("password", "Password", secret=True),
+        CredentialField(
+            "time_zone",
+            "Account time zone",
+            required=False,
+            help_text="The zone SMS Everyone set for the account (IANA name). "
+            "Empty: Australia/Sydney.",
+        ),
+    )
     capabilities = frozenset(
         {
             Capability.SCHEDULE,

@@ -34,6 +34,7 @@ import httpx
 
 from providers.backends.base import (
     Capability,
+    CredentialField,
     DeliveryStatus,
     InboundSms,
     OutboundSms,
@@ -185,6 +186,12 @@ def _cached_token(value: Any) -> str | None:
 
 class TheSmsWorksBackend(SmsBackend):
     name = "thesmsworks"
+    label = "The SMS Works"
+    credential_fields = (
+        CredentialField("customerid", "Customer ID", help_text="API Key tab of your account."),
+        CredentialField("key", "API key", secret=True),
+        CredentialField("secret", "API secret", secret=True),
+    )
     capabilities = frozenset(
         {
             Capability.SCHEDULE,

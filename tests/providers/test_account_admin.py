@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from providers.admin import ProviderAccountForm
+from providers.forms import CREDENTIAL_FIELD_NAMES
 from providers.models import ProviderAccount
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +27,8 @@ def form_data(**overrides) -> dict:
         "credits_per_segment": "1",
         "low_balance_threshold": "0",
         "country_rates": "{}",
+        # Every backend's credentials filled in (an active account needs them).
+        **{name: "cred-value" for name in CREDENTIAL_FIELD_NAMES},
     }
     data.update(overrides)
     if not isinstance(data["country_rates"], str):

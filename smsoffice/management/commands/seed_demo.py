@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -49,6 +50,15 @@ LAST_NAMES = [
     "Thompson",
     "White",
     "Lee",
+]
+
+#: Inactive example accounts, so every provider shows up in the backend
+#: choice (key, name). They have no credentials and send nothing until a
+#: person enters them and ticks "active". Only registered backends are made.
+EXAMPLE_ACCOUNTS = [
+    ("fullsms", "FullSMS (example)"),
+    ("transmitsms", "TransmitSMS (example)"),
+    ("callr", "CALLR (example)"),
 ]
 
 DEMO_USERS = [
@@ -127,6 +137,11 @@ class Command(BaseCommand):
                 name=name,
                 defaults={"backend": "simulator", "parent": reseller, "default_sender": "Acme"},
             )
+        for backend, name in EXAMPLE_ACCOUNTS:
+            if backend in settings.SMS_BACKENDS:
+                ProviderAccount.objects.get_or_create(
+                    name=name, defaults={"backend": backend, "is_active": False}
+                )
         return {"simulator": simulator, "reseller": reseller}
 
     def seed_contacts(self):
