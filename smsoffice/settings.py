@@ -230,6 +230,7 @@ SMS_BACKENDS = {
     "smseveryone": "providers.backends.smseveryone.SmsEveryoneBackend",
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
     "transmitsms": "providers.backends.transmitsms.TransmitSmsBackend",
+    "callr": "providers.backends.callr.CallrBackend",
     # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 
