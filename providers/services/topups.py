@@ -58,10 +58,15 @@ def _provider_top_up(
     Runs after the row lock was taken and the movement checked, before any
     ledger row is written: if the provider refuses, nothing is recorded.
     """
-    backend = _topup_backend(account, backend)
-    if backend is None:
-        return None
+    from providers import reseller_sync
+
     try:
+        # A TransmitSMS reseller's sub-account is topped up on its client there.
+        if (mirrored := reseller_sync.top_up_mirror(account, amount, backend)) is not None:
+            return mirrored
+        backend = _topup_backend(account, backend)
+        if backend is None:
+            return None
         new_balance = backend.top_up(amount)
     except ProviderError as exc:
         hint = ""
