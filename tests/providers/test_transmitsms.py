@@ -706,3 +706,27 @@ def test_sub_accounts_of_a_non_reseller_account_make_no_reseller_call(make_accou
     assert api.calls == []
     child.refresh_from_db()
     assert child.balance == Decimal("10")
+
+
+@pytest.mark.django_db
+def test_a_client_balance_that_moved_by_another_amount_is_drift_to_check(
+    reseller_accounts, superuser
+):
+    from providers.services import credits_transfer
+    from providers.services.errors import CreditError
+
+    parent, child = reseller_accounts
+    api = ResellerApi()
+    original = api.__call__
+
+    def doubled(request):  # the provider adds the credit twice
+        response = original(request)
+        if api.calls[-1][0] == "edit-client":
+            api.clients["1000"]["balance"] += 10
+        return response
+
+    be = TransmitSmsBackend(credentials=RESELLER, transport=httpx.MockTransport(doubled))
+    with pytest.raises(CreditError, match="may or may not"):
+        credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
+    child.refresh_from_db()
+    assert child.balance == 0 and not child.ledger.exists()
