@@ -125,7 +125,7 @@ def test_send_posts_one_form_encoded_send_sms_with_callbacks_and_validity():
                 "from": "Acme",
                 "send_at": "2030-01-10 15:08:10",
                 "validity": "60",
-                "dlr_callback": HOOKS["status"],
+                "dlr_callback": HOOKS["status"] + "?ref=m1",
                 "reply_callback": HOOKS["inbound"],
             },
         )
@@ -730,3 +730,23 @@ def test_a_client_balance_that_moved_by_another_amount_is_drift_to_check(
         credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
     child.refresh_from_db()
     assert child.balance == 0 and not child.ledger.exists()
+
+
+@pytest.mark.django_db
+def test_a_report_before_the_send_is_recorded_is_asked_to_retry(make_account):
+    """The reference on the callback URL finds the message still submitting."""
+    from campaigns.models import Campaign, Message
+
+    account = make_account(backend="transmitsms", credentials=CREDENTIALS)
+    campaign = Campaign.objects.create(name="P", account=account, body="Hi", status="sending")
+    first = Message.objects.create(
+        campaign=campaign, phone="+61400000001", body="Hi", status=Message.Status.SUBMITTING
+    )
+    Message.objects.create(
+        campaign=campaign, phone="+61400000002", body="Hi", status=Message.Status.SUBMITTING
+    )
+    # Our ?ref= and the provider's parameters, as the callback arrives.
+    dlr = {"ref": f"m{first.pk}", "message_id": "3400958", "mobile": "61400000002"}
+    url = f"/hooks/transmitsms/{account.webhook_token}/status/"
+    response = Client().get(url, {**dlr, "status": "delivered"})
+    assert response.status_code == 503 and response["Retry-After"]
