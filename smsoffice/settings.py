@@ -310,6 +310,7 @@ SMS_BACKENDS = {
     "thesmsworks": "providers.backends.thesmsworks.TheSmsWorksBackend",
     "fullsms": "providers.backends.fullsms.FullSmsBackend",
     "transmitsms": "providers.backends.transmitsms.TransmitSmsBackend",
+    "callr": "providers.backends.callr.CallrBackend",
     # FullSMS, TransmitSMS and CALLR are listed here once their backends exist.
 }
 

@@ -318,7 +318,14 @@ class TransmitSmsBackend(SmsBackend):
         )
         if validity:
             payload["validity"] = int(validity)
-        payload.update({k: v for k, v in self._callbacks().items() if v})
+        callbacks = self._callbacks()
+        if callbacks["dlr_callback"]:
+            # Our reference of the call's first message rides on the callback
+            # URL: a report that comes before the send is recorded then finds
+            # its message (by reference and number) and is asked to retry.
+            url = callbacks["dlr_callback"]
+            callbacks["dlr_callback"] = f"{url}{'&' if '?' in url else '?'}ref={first.reference}"
+        payload.update({k: v for k, v in callbacks.items() if v})
         return payload
 
     def post(self, payload: Any, batch: list[OutboundSms]) -> Any:
@@ -510,14 +517,17 @@ class TransmitSmsBackend(SmsBackend):
             )
         if "response" in params or "response_id" in params:
             reply = self.reply(params)
-            assert reply is not None
-            return [reply]
+            return [reply] if reply is not None else []
         if not _text(params.get("message_id")) or not _text(params.get("status")):
             missing = [k for k in ("message_id", "status") if not _text(params.get(k))]
             raise WebhookError(f"TransmitSMS delivery report without {' and '.join(missing)}.")
         return [
             self.report(
-                params["message_id"], params["mobile"], params["status"], params.get("datetime")
+                params["message_id"],
+                params["mobile"],
+                params["status"],
+                params.get("datetime"),
+                reference=_text(params.get("ref")),
             )
         ]
 

@@ -53,10 +53,40 @@ State = TopUpIntent.State
 STALE_AFTER = timedelta(minutes=10)
 
 
+class _ResellerClientTopUp:
+    """A TransmitSMS reseller's client, topped up through the same claim →
+    call → settle steps as a provider top-up (:mod:`providers.reseller_sync`
+    does the calls: ``edit-client``, checked by ``get-client``)."""
+
+    name = "transmitsms reseller client"
+
+    def __init__(self, account: ProviderAccount, backend: SmsBackend | None) -> None:
+        self.account = account
+        self.backend = backend
+        #: What reseller_sync answered, kept in the ledger row's provider_response.
+        self.provider_response_extra: dict = {}
+
+    def top_up(self, amount: Decimal) -> Decimal | None:
+        from providers import reseller_sync
+
+        answer = reseller_sync.client_top_up(
+            account=self.account, amount=amount, backend=self.backend
+        )
+        self.provider_response_extra = dict(answer or {})
+        balance = self.provider_response_extra.get("provider_balance")
+        return None if balance in (None, "") else Decimal(str(balance))
+
+
 def _topup_backend(account: ProviderAccount, backend: SmsBackend | None) -> SmsBackend | None:
-    """The backend to top up at the provider, or None when it has no such thing."""
+    """The backend to top up at the provider, or None when it has no such thing.
+
+    A sub-account mirrored as a TransmitSMS reseller client is topped up on
+    that client (outside locks, like any provider top-up)."""
+    from providers import reseller_sync
     from providers.backends import backend_class
 
+    if reseller_sync.mirrors(account):
+        return _ResellerClientTopUp(account, backend)  # type: ignore[return-value]
     if backend is None:
         try:
             capabilities = backend_class(account.backend).capabilities
@@ -362,6 +392,7 @@ def _via_provider(
         _mark(intent, State.UNKNOWN, error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     intent.provider_response = {
+        **getattr(backend, "provider_response_extra", {}),
         "backend": backend.name,
         "credits_added": str(amount),
         "provider_balance": None if new_balance is None else str(new_balance),

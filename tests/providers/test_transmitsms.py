@@ -126,7 +126,7 @@ def test_send_posts_one_form_encoded_send_sms_with_callbacks_and_validity():
                 "from": "Acme",
                 "send_at": "2030-01-10 15:08:10",
                 "validity": "60",
-                "dlr_callback": HOOKS.status,
+                "dlr_callback": HOOKS.status + "?ref=m1",
                 "reply_callback": HOOKS.inbound,
             },
         )
@@ -564,3 +564,190 @@ def test_a_3000_recipient_campaign_sends_each_once_in_6_calls_never_over_2_per_s
     assert campaign.status == Campaign.Status.COMPLETED
     assert_books_balance(account)
     assert_campaign_consistent(campaign)
+
+
+# ------------------------------------------------------ reseller clients
+
+RESELLER = {**CREDENTIALS, "reseller": True}
+
+
+class ResellerApi:
+    """The reseller calls, stateful: clients with balances."""
+
+    def __init__(self, *, credit_works: bool = True, existing: dict | None = None):
+        self.clients: dict[str, dict] = dict(existing or {})
+        self.credit_works = credit_works
+        self.calls: list[tuple[str, dict]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == AUTH
+        method = request.url.path.strip("/").removesuffix(".json")
+        form = dict(httpx.QueryParams(request.content.decode()))
+        self.calls.append((method, form))
+        if method == "add-client":
+            if any(c["email"] == form["email"] for c in self.clients.values()):
+                return httpx.Response(400, json=error("KEY_EXISTS", "email"))
+            client_id = str(1000 + len(self.clients))
+            self.clients[client_id] = {"id": int(client_id), **form, "balance": 0}
+            return httpx.Response(
+                200,
+                json={
+                    "id": int(client_id),
+                    "name": form["name"],
+                    "apikey": "k" * 32,
+                    "secret": "client-secret",
+                    "error": SUCCESS,
+                },
+            )
+        if method == "get-clients":
+            clients = list(self.clients.values())
+            return httpx.Response(
+                200, json={"clients": clients, "page": {"count": 1, "number": 1}, "error": SUCCESS}
+            )
+        client = self.clients.get(form.get("client_id", ""))
+        if client is None:
+            return httpx.Response(400, json=error("NOT_FOUND", "client_id"))
+        if method == "edit-client" and self.credit_works:
+            client["balance"] = float(Decimal(str(client["balance"])) + Decimal(form["credit"]))
+        return httpx.Response(200, json={**client, "error": SUCCESS})
+
+
+@pytest.fixture
+def reseller_accounts(make_account):
+    parent = make_account(balance=Decimal("100"), backend="transmitsms", credentials=RESELLER)
+    child = make_account(
+        backend="transmitsms",
+        parent=parent,
+        credentials={"client_email": "shop@example.com", "client_name": "Shop"},
+    )
+    return parent, child
+
+
+@pytest.mark.django_db
+def test_a_transfer_to_a_sub_account_creates_and_tops_up_its_reseller_client(
+    reseller_accounts, superuser
+):
+    from providers.services import credits_transfer
+
+    parent, child = reseller_accounts
+    api = ResellerApi()
+    be = TransmitSmsBackend(credentials=RESELLER, transport=httpx.MockTransport(api))
+    row = credits_transfer(
+        source=parent,
+        target=child,
+        amount="25",
+        user=superuser,
+        idempotency_key="t-1",
+        backend=be,
+    )
+    assert [m for m, _ in api.calls] == ["add-client", "get-client", "edit-client", "get-client"]
+    assert api.calls[0][1] == {"name": "Shop", "email": "shop@example.com"}
+    assert api.calls[2][1] == {"client_id": "1000", "credit": "25.00"}
+    assert api.clients["1000"]["balance"] == 25
+    child.refresh_from_db()
+    parent.refresh_from_db()
+    assert (parent.balance, child.balance) == (Decimal("75"), Decimal("25"))
+    assert child.credentials["client_id"] == "1000"
+    assert child.credentials["api_key"] == "k" * 32
+    incoming = child.ledger.get()
+    assert incoming.provider_response["reseller_client"] == "1000"
+    assert Decimal(incoming.provider_response["provider_balance"]) == 25
+    # The same transfer again (same key): answered from the ledger, not the provider.
+    again = credits_transfer(
+        source=parent,
+        target=child,
+        amount="25",
+        user=superuser,
+        idempotency_key="t-1",
+        backend=be,
+    )
+    assert again.pk == row.pk and len(api.calls) == 4
+    assert api.clients["1000"]["balance"] == 25
+
+
+@pytest.mark.django_db
+def test_a_client_that_exists_already_is_linked_not_created_twice(reseller_accounts, superuser):
+    from providers.services import credits_transfer
+
+    parent, child = reseller_accounts
+    api = ResellerApi(existing={"77": {"id": 77, "email": "shop@example.com", "balance": 5}})
+    be = TransmitSmsBackend(credentials=RESELLER, transport=httpx.MockTransport(api))
+    credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
+    assert [m for m, _ in api.calls][:2] == ["add-client", "get-clients"]
+    assert list(api.clients) == ["77"] and api.clients["77"]["balance"] == 15
+    child.refresh_from_db()
+    assert child.credentials["client_id"] == "77"
+
+
+@pytest.mark.django_db
+def test_a_top_up_the_provider_did_not_apply_records_nothing(reseller_accounts, superuser):
+    from providers.services import credits_transfer
+    from providers.services.errors import CreditError
+
+    parent, child = reseller_accounts
+    api = ResellerApi(credit_works=False)
+    be = TransmitSmsBackend(credentials=RESELLER, transport=httpx.MockTransport(api))
+    with pytest.raises(CreditError, match="Nothing was added there"):
+        credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
+    parent.refresh_from_db()
+    child.refresh_from_db()
+    assert (parent.balance, child.balance) == (Decimal("100"), Decimal("0"))
+    assert not child.ledger.exists()
+
+
+@pytest.mark.django_db
+def test_sub_accounts_of_a_non_reseller_account_make_no_reseller_call(make_account, superuser):
+    from providers.services import credits_transfer
+
+    parent = make_account(balance=Decimal("100"), backend="transmitsms", credentials=CREDENTIALS)
+    child = make_account(backend="transmitsms", parent=parent, credentials=CREDENTIALS)
+    api = ResellerApi()
+    be = TransmitSmsBackend(credentials=CREDENTIALS, transport=httpx.MockTransport(api))
+    credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
+    assert api.calls == []
+    child.refresh_from_db()
+    assert child.balance == Decimal("10")
+
+
+@pytest.mark.django_db
+def test_a_client_balance_that_moved_by_another_amount_is_drift_to_check(
+    reseller_accounts, superuser
+):
+    from providers.services import credits_transfer
+    from providers.services.errors import CreditError
+
+    parent, child = reseller_accounts
+    api = ResellerApi()
+    original = api.__call__
+
+    def doubled(request):  # the provider adds the credit twice
+        response = original(request)
+        if api.calls[-1][0] == "edit-client":
+            api.clients["1000"]["balance"] += 10
+        return response
+
+    be = TransmitSmsBackend(credentials=RESELLER, transport=httpx.MockTransport(doubled))
+    with pytest.raises(CreditError, match="may have been added"):
+        credits_transfer(source=parent, target=child, amount="10", user=superuser, backend=be)
+    child.refresh_from_db()
+    assert child.balance == 0 and not child.ledger.exists()
+
+
+@pytest.mark.django_db
+def test_a_report_before_the_send_is_recorded_is_asked_to_retry(make_account):
+    """The reference on the callback URL finds the message still submitting."""
+    from campaigns.models import Campaign, Message
+
+    account = make_account(backend="transmitsms", credentials=CREDENTIALS)
+    campaign = Campaign.objects.create(name="P", account=account, body="Hi", status="sending")
+    first = Message.objects.create(
+        campaign=campaign, phone="+61400000001", body="Hi", status=Message.Status.SUBMITTING
+    )
+    Message.objects.create(
+        campaign=campaign, phone="+61400000002", body="Hi", status=Message.Status.SUBMITTING
+    )
+    # Our ?ref= and the provider's parameters, as the callback arrives.
+    dlr = {"ref": f"m{first.pk}", "message_id": "3400958", "mobile": "61400000002"}
+    url = f"/hooks/transmitsms/{account.webhook_token}/status/"
+    response = Client().get(url, {**dlr, "status": "delivered"})
+    assert response.status_code == 503 and response["Retry-After"]
