@@ -278,16 +278,21 @@ def _error_outcomes(exc: ProviderError, batch: Batch) -> dict[int, Outcome]:
         # Nothing went out; the campaign pauses (see dispatch_step).
         outcome = Outcome(status=S.QUEUED, reason=f"Not sent: {exc}"[:255])
         return {row[0]: outcome for row in batch.rows}
-    if exc.kind == "rate_limit":
+    if exc.kind == ErrorKind.RATE_LIMIT:
+        # Refused before the provider looked at the messages (or held back by
+        # our pacer during a Retry-After): not an attempt of theirs.
         wait = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE
         outcome = Outcome(
             status=S.QUEUED,
-            error_code=exc.code,
-            error=str(exc),
-            reason=f"Rate limited by the provider, retrying: {exc}"[:255],
+            reason=f"Not attempted: rate limited by the provider; requeued. ({exc})"[:255],
             retry_at=now + timedelta(seconds=wait),
-            attempt=True,
         )
+        return {row[0]: outcome for row in batch.rows}
+    if exc.kind == ErrorKind.DEFERRED:
+        # Our pacer held the call back (no slot in time, the run's deadline,
+        # a pause): it never reached the provider.
+        retry_at = now + timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        outcome = Outcome(status=S.QUEUED, reason=f"Not attempted: {exc}"[:255], retry_at=retry_at)
         return {row[0]: outcome for row in batch.rows}
     if exc.permanent:
         outcome = Outcome(

@@ -7,7 +7,6 @@ apply what they get through :mod:`campaigns.reports`, exactly as webhooks do.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -15,7 +14,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import pacing
+from campaigns.engine import clock
 from campaigns.engine.common import S, message_reference
+from campaigns.engine.pacer import CallPacer, prebooked
 from campaigns.models import Campaign, Message
 from providers.backends import backend_class
 from providers.backends.base import Capability, ProviderError, ProviderRef
@@ -29,6 +30,8 @@ POLL_CHUNK = 500
 POLL_MAX_AGE = timedelta(days=3)
 #: One polling task stops starting new calls after this many seconds.
 POLL_SLICE = 60.0
+#: ... and the calls of the fetch in hand may start this long after.
+POLL_CALL_GRACE = 10.0
 
 
 def _accounts_with(capability: str) -> list[ProviderAccount]:
@@ -51,12 +54,20 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
     updates applied."""
     from campaigns.reports import poll_due, polls_record, statuses_apply
 
-    started = time.monotonic()
+    started = clock.monotonic()
     applied = 0
     since = timezone.now() - POLL_MAX_AGE
     for account in _accounts_with(Capability.DLR_POLL):
         be = backend or account.get_backend()
         limits = pacing.limits_for(account, type(be))
+        # Each HTTP call of a poll is paced (a provider may need several per
+        # fetch); the permit below books the first one.
+        CallPacer(
+            campaign_id=None,
+            account_id=account.pk,
+            limits=limits,
+            deadline=started + time_budget + POLL_CALL_GRACE,
+        ).attach(be)
         # The counter finds the campaigns with messages in flight; each query
         # below then runs on the (campaign, status, id) index.
         campaigns = Campaign.objects.filter(account=account, sent_count__gt=0).filter(
@@ -69,7 +80,7 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
                 Message.objects.filter(campaign_id=campaign_id, status=S.SENT, sent_at__gte=since),
                 now=timezone.now(),
             ).exclude(provider_ref="", provider_batch_ref="")  # batch members may lack their own id
-            while time.monotonic() - started < time_budget:
+            while clock.monotonic() - started < time_budget:
                 rows = list(
                     pending.filter(pk__gt=cursor)
                     .order_by("pk")
@@ -94,7 +105,8 @@ def statuses_poll(*, backend=None, time_budget: float = POLL_SLICE) -> int:
                     for pk, ref, batch, phone, _sent_at in rows
                 ]
                 try:
-                    updates = be.fetch_statuses(refs)
+                    with prebooked(be):
+                        updates = be.fetch_statuses(refs)
                 except ProviderError as exc:
                     logger.warning("Account %s: status poll failed: %s", account.pk, exc)
                     if exc.kind == "rate_limit":
@@ -122,12 +134,21 @@ def replies_poll(*, backend=None) -> int:
         if not pacing.reply_poll_due(account_id=account.pk, interval=interval):
             continue
         be = backend or account.get_backend()
-        permit = pacing.pace_acquire(account_id=account.pk, limits=pacing.limits_for(account, cls))
+        limits = pacing.limits_for(account, cls)
+        pacer = CallPacer(
+            campaign_id=None,
+            account_id=account.pk,
+            limits=limits,
+            deadline=clock.monotonic() + POLL_SLICE,
+        )
+        pacer.attach(be)
+        permit = pacing.pace_acquire(account_id=account.pk, limits=limits)
         if not permit.granted:
             continue
         pacing.pace_wait(permit.wait)
         try:
-            replies = be.fetch_replies()
+            with pacer.prebooked():
+                replies = be.fetch_replies()
         except ProviderError as exc:
             logger.warning("Account %s: reply poll failed: %s", account.pk, exc)
             continue

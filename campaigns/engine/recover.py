@@ -25,6 +25,7 @@ from campaigns.engine.common import (
     event,
     message_reference,
 )
+from campaigns.engine.pacer import prebooked
 from campaigns.models import Campaign, Message
 from providers.backends.base import Capability, ProviderError, ProviderRef
 
@@ -57,9 +58,9 @@ def _lookup_outcomes(backend, rows: list[tuple], *, now: datetime) -> dict[int, 
         # The numbers let providers that tag a whole batch with one reference
         # (The SMS Works) match each member by destination.
         numbers = {message_reference(pk): phone for pk, _, phone in rows}
-        found = {
-            r.reference: r for r in backend.lookup_by_reference(list(numbers), numbers=numbers)
-        }
+        with prebooked(backend):  # _paced_call booked this call's slot
+            answer = backend.lookup_by_reference(list(numbers), numbers=numbers)
+        found = {r.reference: r for r in answer}
     except ProviderError as exc:
         logger.warning("Lookup by reference failed (%s); will retry.", exc)
         return None
@@ -115,7 +116,8 @@ def _apply_fetched_finals(campaign: Campaign, backend, finals: dict[int, Outcome
     if not _paced_call(campaign, backend):
         return
     try:
-        updates = backend.fetch_statuses(refs)
+        with prebooked(backend):  # _paced_call booked this call's slot
+            updates = backend.fetch_statuses(refs)
     except ProviderError as exc:
         logger.warning(
             "Campaign %s: reports of recovered messages not fetched: %s", campaign.pk, exc

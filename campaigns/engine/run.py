@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from campaigns.engine.batch import BACKOFF_BASE, batch_claim, batch_record, batc
 from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S, event
 from campaigns.engine.enqueue import enqueue_dispatch
 from campaigns.engine.lease import LEASE, Heartbeat, lease_release, lease_renew, lease_take
+from campaigns.engine.pacer import CallPacer, prebooked
 from campaigns.engine.plan import campaign_plan
 from campaigns.engine.recover import batches_recover
 from campaigns.engine.transitions import (
@@ -40,6 +40,7 @@ from campaigns.engine.transitions import (
     campaign_start_if_due,
 )
 from campaigns.models import Campaign, CampaignEvent, Message
+from providers.backends.base import ErrorKind
 
 logger = logging.getLogger("campaigns.engine")
 
@@ -49,6 +50,9 @@ TIME_SLICE = 60.0
 FAIL_CAMPAIGN_AFTER = 3
 #: After a transient error, every worker leaves the account alone this long.
 TRANSIENT_PAUSE = 5.0
+#: A run's calls may start this long after its slice ended (the batch in
+#: hand finishes; the task timeout is 30 s further).
+CALL_GRACE = 10.0
 #: A run comes back this long after a lease it found taken expires.
 WATCHDOG_MARGIN = timedelta(seconds=2)
 #: The ``CampaignEvent.action`` of a note on why dispatching stalled.
@@ -92,18 +96,27 @@ def _zones_now(campaign: Campaign, now: datetime) -> tuple[set[str] | None, date
 
 
 def dispatch_step(
-    *, campaign: Campaign, backend, limits: pacing.Limits, budget: float = TIME_SLICE
+    *,
+    campaign: Campaign,
+    backend,
+    limits: pacing.Limits,
+    budget: float = TIME_SLICE,
+    pacer: CallPacer | None = None,
 ) -> Step:
     """Send one batch of ``campaign`` (pacing, quiet hours, claim, wash, send,
     record), or say why not: ``wait`` (until ``wait_until``), ``done``,
-    ``stopped`` (the campaign was paused or failed by this step)."""
+    ``stopped`` (the campaign was paused or failed by this step).
+
+    With ``pacer`` (installed as ``backend.pacer``), every provider call of
+    the batch is paced, and the batch is only as large as its calls can be
+    made in ``budget`` seconds at the account's request rate."""
     now = clock.now()
     zones, opening = _zones_now(campaign, now)
     if zones is not None and not zones:
         # Quiet hours everywhere: done if nothing is left, else wait for the opening.
         return _nothing_to_claim(campaign, opening)
 
-    deadline = time.monotonic() + max(0.0, budget)
+    deadline = clock.monotonic() + max(0.0, budget)
     while True:
         permit = pacing.pace_acquire(
             account_id=campaign.account_id, limits=limits, messages=limits.batch_size
@@ -111,7 +124,7 @@ def dispatch_step(
         if permit.granted:
             pacing.pace_wait(permit.wait)
             break
-        if permit.retry_in > min(MAX_INLINE_WAIT, deadline - time.monotonic()):
+        if permit.retry_in > min(MAX_INLINE_WAIT, deadline - clock.monotonic()):
             return Step(
                 "wait",
                 wait_until=clock.now() + timedelta(seconds=permit.retry_in),
@@ -121,7 +134,14 @@ def dispatch_step(
 
     # The claim itself re-checks the campaign's status under its lock, after
     # any wait above: a pause recorded meanwhile lets nothing out.
-    batch = batch_claim(campaign=campaign, size=limits.batch_size, zones=zones)
+    size = limits.batch_size
+    if pacer is not None:
+        size = pacer.batch_size(
+            limit=size,
+            seconds_left=deadline - clock.monotonic(),
+            max_calls=int(getattr(backend, "max_calls_per_send", 0) or 0),
+        )
+    batch = batch_claim(campaign=campaign, size=size, zones=zones)
     if batch is None:
         if _status(campaign.pk) != C.SENDING:
             return Step("stopped", detail="The campaign is no longer sending.")
@@ -129,7 +149,12 @@ def dispatch_step(
     if not batch.rows:
         return Step("sent", skipped=batch.skipped)
 
-    outcomes, error = batch_send(campaign=campaign, batch=batch, backend=backend)
+    # The permit above booked the batch's first call: the pacer lets that one
+    # through at once and paces the others.
+    with prebooked(backend):
+        outcomes, error = batch_send(campaign=campaign, batch=batch, backend=backend)
+    if pacer is not None:
+        pacer.measured(messages=len(batch.rows))
     if error is not None and error.maybe_processed:
         # Reconcile only after any straggling processing is surely over.
         Message.objects.filter(claim_token=batch.token, status=S.SUBMITTING).update(
@@ -155,6 +180,10 @@ def dispatch_step(
                 reason=f"The provider refused {failures} batches in a row; last error: {error}",
             )
             return Step("stopped", detail=str(error))
+        return step
+    if error.kind == ErrorKind.DEFERRED:
+        # Our own pacer held calls back (rate, deadline, a pause): nothing to
+        # hold the account off for; the untried messages are queued again.
         return step
     # Transient (429, 5xx, timeout): the batch waits for its retry or its
     # reconciliation; every worker holds off this account for a moment.
@@ -241,7 +270,7 @@ def campaign_dispatch(
 def _dispatch(
     *, campaign_id: int, backend, time_budget: float, max_batches: int | None
 ) -> DispatchRun:
-    started = time.monotonic()
+    started = clock.monotonic()
     campaign = campaign_start_if_due(campaign_id)
     if campaign is None:
         return DispatchRun("missing")
@@ -317,14 +346,23 @@ def _loop(
             run.state = "lease_lost"
             return
         campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
-    batches_recover(campaign_id=campaign_id, backend=backend)
     limits = pacing.limits_for(campaign.account, type(backend))
+    # Every provider call of this run (sends and recovery lookups) asks the
+    # pacer first; it stops starting calls a little after the slice ends.
+    pacer = CallPacer(
+        campaign_id=campaign_id,
+        account_id=campaign.account_id,
+        limits=limits,
+        deadline=deadline + CALL_GRACE,
+    )
+    pacer.attach(backend)
+    batches_recover(campaign_id=campaign_id, backend=backend)
     while True:
         status = _status(campaign_id)
         if status != C.SENDING:
             run.state = status
             return
-        left = deadline - time.monotonic()
+        left = deadline - clock.monotonic()
         if left <= 0 or (max_batches is not None and run.batches >= max_batches):
             run.state = "slice_over"
             return
@@ -335,7 +373,9 @@ def _loop(
         if heartbeat.lost.is_set() or not lease_renew(campaign_id, token):
             run.state = "lease_lost"
             return
-        step = dispatch_step(campaign=campaign, backend=backend, limits=limits, budget=left)
+        step = dispatch_step(
+            campaign=campaign, backend=backend, limits=limits, budget=left, pacer=pacer
+        )
         run.sent += step.sent
         run.skipped += step.skipped
         if step.state == "sent":

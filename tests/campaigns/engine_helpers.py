@@ -68,6 +68,7 @@ def clock(monkeypatch):
 
     fake = FakeClock()
     monkeypatch.setattr(engine_clock, "now", fake.now)
+    monkeypatch.setattr(engine_clock, "monotonic", fake.time)
     monkeypatch.setattr(pacing, "_now", fake.time)
     monkeypatch.setattr(pacing, "_sleep", fake.sleep)
     return fake
