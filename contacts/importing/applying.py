@@ -28,29 +28,33 @@ class Applier:
         self.target_list = job.target_list_id
         qn = connection.ops.quote_name
         table = qn(Contact._meta.db_table)
-        fields = ["phone", "first_name", "last_name", "email", "custom_fields"]
+        self.contact_columns = [
+            "phone",
+            "first_name",
+            "last_name",
+            "email",
+            "custom_fields",
+            "created_at",
+            "updated_at",
+        ]
         updated = [*self.columns, *(["custom_fields"] if self.custom else []), "updated_at"]
-        row = "(" + ", ".join(["%s"] * (len(fields) + 2)) + ")"
         self.contact_sql = (
-            f"INSERT INTO {table} ({', '.join(qn(f) for f in fields)}, "
-            f"{qn('created_at')}, {qn('updated_at')}) VALUES {{rows}} "
+            f"INSERT INTO {table} ({', '.join(qn(f) for f in self.contact_columns)}) {{source}} "
             f"ON CONFLICT ({qn('phone')}) DO UPDATE SET "
             + ", ".join(f"{qn(f)} = excluded.{qn(f)}" for f in updated)
-            + f" RETURNING {qn('id')}, {qn('phone')}",
-            row,
+            + f" RETURNING {qn('id')}, {qn('phone')}"
         )
         membership = qn(ListMembership._meta.db_table)
         self.membership_sql = (
             f"INSERT INTO {membership} ({qn('contact_id')}, {qn('contact_list_id')}, "
-            f"{qn('added_at')}) VALUES {{rows}} "
+            f"{qn('added_at')}) {{source}} "
             f"ON CONFLICT ({qn('contact_list_id')}, {qn('contact_id')}) DO NOTHING "
-            f"RETURNING {qn('contact_id')}, {qn('contact_list_id')}",
-            "(%s, %s, %s)",
+            f"RETURNING {qn('contact_id')}, {qn('contact_list_id')}"
         )
         self.json_field = Contact._meta.get_field("custom_fields")
         self.lookup_sql = (
             f"SELECT {qn('phone')}, {qn('first_name')}, {qn('last_name')}, {qn('email')}, "
-            f"{qn('custom_fields')} FROM {table} WHERE {qn('phone')} IN ({{}})"
+            f"{qn('custom_fields')} FROM {table} WHERE {qn('phone')} "
         )
 
     def next_chunk(self) -> bool:
@@ -82,12 +86,15 @@ class Applier:
         existing = {}
         with connection.cursor() as cursor:
             # Raw: the ORM's IN lookup prepares each of the 2,000 values in Python.
-            cursor.execute(self.lookup_sql.format(", ".join(["%s"] * len(phones))), phones)
+            if connection.vendor == "postgresql":
+                cursor.execute(self.lookup_sql + "= ANY(%s)", [phones])
+            else:
+                cursor.execute(self.lookup_sql + f"IN ({', '.join(['%s'] * len(phones))})", phones)
             for phone, first, last, email, custom in cursor.fetchall():
                 custom = self.json_field.from_db_value(custom, None, connection)
                 existing[phone] = (first, last, email, custom)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        params: list = []
+        contacts: list[tuple] = []
         previous: dict[str, str] = {}
         for _id, phone, first, last, email, custom_text, _lists in rows:
             before = existing.get(phone)
@@ -106,32 +113,38 @@ class Applier:
                 custom_json = custom_text  # already a JSON object: no need to parse it
             else:
                 custom_json = json.dumps({**custom, **json.loads(custom_text)}, ensure_ascii=False)
-            # JSON as text: SQLite stores it, PostgreSQL casts the literal to jsonb.
-            params += [
-                phone,
-                values["first_name"],
-                values["last_name"],
-                values["email"],
-                custom_json,
-                now,
-                now,
-            ]
-        ids = dict(
-            (phone, contact_id)
-            for contact_id, phone in _execute_rows(self.contact_sql, params, len(rows))
-        )
-        wanted: list = []
+            # JSON as text: SQLite stores it, PostgreSQL casts it to jsonb.
+            contacts.append(
+                (
+                    phone,
+                    values["first_name"],
+                    values["last_name"],
+                    values["email"],
+                    custom_json,
+                    now,
+                    now,
+                )
+            )
+        ids = {
+            phone: contact_id
+            for contact_id, phone in _returning(
+                self.contact_sql, Contact, self.contact_columns, contacts
+            )
+        }
+        wanted: list[tuple] = []
         for _id, phone, *_rest, list_ids in rows:
             targets = {int(i) for i in list_ids.split(common.LIST_SEPARATOR) if i}
             if self.target_list:
                 targets.add(self.target_list)
             for list_id in sorted(targets):
-                wanted += [ids[phone], list_id, now]
+                wanted.append((ids[phone], list_id, now))
         added: dict[int, list[int]] = {}
-        step = 3 * MEMBERSHIPS_PER_INSERT
-        for start in range(0, len(wanted), step):
-            part = wanted[start : start + step]
-            for contact_id, list_id in _execute_rows(self.membership_sql, part, len(part) // 3):
+        columns = ["contact_id", "contact_list_id", "added_at"]
+        for start in range(0, len(wanted), MEMBERSHIPS_PER_INSERT):
+            part = wanted[start : start + MEMBERSHIPS_PER_INSERT]
+            for contact_id, list_id in _returning(
+                self.membership_sql, ListMembership, columns, part
+            ):
                 added.setdefault(contact_id, []).append(list_id)
         changes = [
             (
@@ -149,11 +162,11 @@ class Applier:
         ImportJob.objects.filter(pk=self.job.pk).update(rows_applied=F("rows_applied") + len(rows))
 
 
-def _execute_rows(sql: tuple[str, str], params: list, count: int) -> list[tuple]:
-    """Run a multi-row ``VALUES {rows}`` statement and return its RETURNING rows."""
-    template, row = sql
+def _returning(template: str, model, columns: list[str], rows: list[tuple]) -> list[tuple]:
+    """Run ``template`` with its ``{source}`` made of ``rows``; its RETURNING rows."""
+    source, params = common.rows_source(model, columns, rows)
     with connection.cursor() as cursor:
-        cursor.execute(template.format(rows=", ".join([row] * count)), params)
+        cursor.execute(template.format(source=source), params)
         return cursor.fetchall()
 
 

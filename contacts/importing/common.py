@@ -31,23 +31,37 @@ def add_issues(job: ImportJob, issues: list[ImportIssue]) -> None:
         ImportIssue.objects.bulk_create(issues)
 
 
+def rows_source(model, columns: list[str], rows: list[tuple]) -> tuple[str, list]:
+    """The rows as the source of an ``INSERT``: SQL and parameters.
+
+    PostgreSQL: ``SELECT * FROM unnest(%s::type[], ...)``, one array per
+    column; psycopg parses a query's placeholders in Python, so 16,000 of
+    them cost more than the insert. SQLite: ``VALUES (...), (...)``.
+    """
+    if connection.vendor == "postgresql":
+        fields = {f.column: f for f in model._meta.concrete_fields}
+        casts = ", ".join(f"%s::{fields[c].db_type(connection)}[]" for c in columns)
+        return f"SELECT * FROM unnest({casts})", [list(c) for c in zip(*rows, strict=True)]
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
+
+
 def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
     """INSERT ``rows`` into ``model``'s table, many rows per statement.
 
-    One multi-row statement instead of ``executemany``: psycopg sends
-    ``executemany`` as one statement per row; SQLite takes either. Slices
-    keep each statement under SQLite's 32,766 parameters.
+    One statement (see :func:`rows_source`) instead of ``executemany``, which
+    psycopg sends as a statement per row. Slices keep each SQLite statement
+    under its 32,766 parameters.
     """
     if not rows:
         return
     qn = connection.ops.quote_name
-    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) VALUES "
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
     step = max(1, 30_000 // len(columns))
     with connection.cursor() as cursor:
         for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            cursor.execute(head + ", ".join([row] * len(part)), [v for r in part for v in r])
+            source, params = rows_source(model, columns, rows[start : start + step])
+            cursor.execute(head + source, params)
 
 
 def delete_in_chunks(queryset) -> None:
