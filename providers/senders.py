@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+import httpx
 from django.core.cache import cache
 
 from providers.backends import backend_class
@@ -26,6 +27,8 @@ logger = logging.getLogger("providers.senders")
 
 CACHE_SECONDS = 600
 FAILURE_CACHE_SECONDS = 60
+#: A page waits at most this long for the provider's list (per call).
+FETCH_TIMEOUT = httpx.Timeout(3.0)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ def _fetch(account: ProviderAccount) -> AccountSenders:
     label = backend_class(account.backend).label or account.backend
     try:
         with account.get_backend() as backend:
+            # A page is waiting: a slow provider must not hold it for long.
+            backend.timeout = FETCH_TIMEOUT
             options = backend.senders()
     except ProviderError as exc:
         logger.warning("Sender list of account %s: %s", account.pk, exc)

@@ -309,3 +309,15 @@ def test_seed_demo_adds_inactive_example_accounts_for_the_new_providers(
     page = client.get(reverse("admin:providers_provideraccount_change", args=[account.pk]))
     assert page.status_code == 200
     assert "FullSMS has no delivery reports" in page.content.decode()
+
+
+def test_a_provider_that_does_not_answer_in_time_leaves_the_form_usable(fullsms):
+    from tests.providers.contract.fakes import read_timeout
+
+    fullsms.fail("/account/senderids", read_timeout())
+    account = make_fullsms()
+    senders = account_senders(account)
+    assert not senders.known and "timed out" in senders.error
+    calls = len(fullsms.calls)
+    assert not account_senders(account).known  # the failure is cached for a while
+    assert len(fullsms.calls) == calls
