@@ -213,7 +213,8 @@ def test_a_refund_found_during_recovery_is_applied(sending, account, clock):
     refunds = CreditTransaction.objects.filter(account=account, kind="refund")
     assert sum(r.amount for r in refunds) == Decimal("10.00")  # as the provider did
     campaign.refresh_from_db()
-    assert campaign.credits_charged == Decimal("10.00") and campaign.credits_reserved == 0
+    # credits_charged is net of refunds: all ten were charged, then refunded.
+    assert campaign.credits_charged == Decimal("0.00") and campaign.credits_reserved == 0
     assert_books_balance(account)
     assert sorted(backend.sent.values()) == [1] * 10  # never re-sent
 
