@@ -15,6 +15,7 @@ For one campaign:
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -354,6 +355,7 @@ def _loop(
         account_id=campaign.account_id,
         limits=limits,
         deadline=deadline + CALL_GRACE,
+        stopping=STOP,
     )
     pacer.attach(backend)
     batches_recover(campaign_id=campaign_id, backend=backend)
@@ -419,6 +421,22 @@ def dispatch_note(campaign_id: int, detail: str) -> None:
             event(campaign_id, STALLED, detail=detail)
     except DatabaseError:
         logger.warning("Campaign %s: could not record: %s", campaign_id, detail)
+
+
+def listen_for_stop(**_signal_kwargs) -> None:
+    """Make SIGINT set :data:`STOP` in this process (a django-q2 worker: the
+    cluster's sentinel makes its workers ignore SIGINT, so the cluster's main
+    process alone reacts to it; the handler gives the worker a say too).
+
+    The run in hand then stops claiming, its pacer refuses further calls
+    (their messages are queued again, no attempt counted), its batch is
+    recorded, and it re-enqueues the campaign for the next worker. Only
+    installed where SIGINT is ignored, so an interactive process (a shell,
+    pytest) keeps its Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda _signum, _frame: STOP.set())
 
 
 def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
