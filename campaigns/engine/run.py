@@ -137,6 +137,10 @@ def dispatch_step(
     # any wait above: a pause recorded meanwhile lets nothing out.
     size = limits.batch_size
     if pacer is not None:
+        if pacer.calls_per_message is None and not _personalised(campaign):
+            # One text for everyone: the backend carries up to max_batch
+            # messages per call, so the first batch needs no probe.
+            pacer.calls_per_message = 1.0 / max(1, int(getattr(backend, "max_batch", 1) or 1))
         size = pacer.batch_size(
             limit=size,
             seconds_left=deadline - clock.monotonic(),
@@ -475,3 +479,13 @@ def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
 def messages_for(campaign_id: int, statuses: Iterable[str]) -> int:
     """How many messages of the campaign are in ``statuses`` (for tests/admin)."""
     return Message.objects.filter(campaign_id=campaign_id, status__in=list(statuses)).count()
+
+
+def _personalised(campaign: Campaign) -> bool:
+    """Whether the campaign's messages may differ from one recipient to the
+    next (placeholders in its body or template): then a provider call may
+    carry only one of them, and the first batch probes."""
+    text = campaign.body or ""
+    if not text and campaign.template_id:
+        text = campaign.template.body
+    return "{{" in text or "{%" in text
