@@ -13,6 +13,7 @@ import providers.admin_topups  # noqa: F401
 from providers.admin_credits import CreditsAdminMixin, VisibleAccountFilter, ledger_csv_response
 from providers.forms import CREDENTIAL_FIELD_NAMES, ProviderAccountForm
 from providers.models import CreditTransaction, ProviderAccount
+from providers.simulator_fields import SIMULATOR_FIELD_NAMES
 
 __all__ = ["ProviderAccountForm"]  # re-exported: the form lives in providers.forms
 
@@ -118,6 +119,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
                     "name",
                     "backend",
                     *CREDENTIAL_FIELD_NAMES,
+                    *SIMULATOR_FIELD_NAMES,
                     "credentials_input",
                     "base_url",
                     "default_sender",
@@ -330,6 +332,7 @@ class ProviderAccountAdmin(CreditsAdminMixin, VisibleAccountsMixin, admin.ModelA
             "min_country_rates",
         }
         hidden.update(CREDENTIAL_FIELD_NAMES)
+        hidden.update(SIMULATOR_FIELD_NAMES)
         return [
             (title, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]})
             for title, opts in fieldsets

@@ -27,6 +27,16 @@ from providers.limits import check_sender
 from providers.models import ProviderAccount
 from providers.senders import AccountSenders, account_senders
 from providers.services import parse_country_rates
+from providers.simulator_fields import (
+    BACKEND as SIMULATOR,
+)
+from providers.simulator_fields import (
+    SIMULATOR_FIELD_NAMES,
+    apply_edits,
+    initial_values,
+    mix_field_name,
+    simulator_form_fields,
+)
 
 PREFIX = "credential__"
 
@@ -168,6 +178,10 @@ class BaseProviderAccountForm(forms.ModelForm):
                         )
                 elif same and stored.get(spec.name) not in (None, ""):
                     field.initial = str(stored[spec.name])
+        sim_stored = stored if self.instance.pk and self.instance.backend == SIMULATOR else {}
+        for name, value in initial_values(sim_stored).items():
+            if name in self.fields:
+                self.fields[name].initial = value
         if "default_sender" in self.fields and self.instance.pk:
             attach_sender_choices(
                 self.fields["default_sender"],
@@ -256,6 +270,8 @@ class BaseProviderAccountForm(forms.ModelForm):
         backend = self._backend()
         if backend:
             credentials = self._credentials_after(backend)
+            if backend == SIMULATOR:
+                credentials = self._simulator_knobs_after(credentials)
             self._new_credentials = credentials
             self._check_required(backend, credentials)
         # An empty default is allowed: campaigns may set their own sender (the
@@ -270,6 +286,24 @@ class BaseProviderAccountForm(forms.ModelForm):
                 if refused:
                     self.add_error("default_sender", refused)
         return cleaned
+
+    def _simulator_knobs_after(self, credentials: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The simulator's knobs with its edited fields applied on top of
+        ``credentials`` (or of the stored knobs): only what was edited changes.
+        The fields count only when the page showed them (a post without them
+        edits nothing)."""
+        if mix_field_name("delivered") not in self.data:
+            return credentials
+        changed = [name for name in self.changed_data if name in SIMULATOR_FIELD_NAMES]
+        if not changed:
+            return credentials
+        switched = bool(self.instance.pk) and self.instance.backend != SIMULATOR
+        stored = {} if switched else dict(self.instance.credentials or {})
+        base = credentials if credentials is not None else stored
+        knobs, errors = apply_edits(base, self.cleaned_data, changed)
+        for field, message in errors.items():
+            self.add_error(field, message)
+        return knobs
 
     def _check_required(self, backend: str, credentials: dict[str, Any] | None) -> None:
         """An active account needs every required credential of its backend
@@ -303,5 +337,5 @@ class BaseProviderAccountForm(forms.ModelForm):
 ProviderAccountForm = type(
     "ProviderAccountForm",
     (BaseProviderAccountForm,),
-    {"__module__": __name__, **credential_form_fields()},
+    {"__module__": __name__, **credential_form_fields(), **simulator_form_fields()},
 )
