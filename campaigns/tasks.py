@@ -42,6 +42,9 @@ PERIODIC: dict[str, tuple[str, int]] = {
     ),
     # Reports drift between our ledger and provider balances; never overwrites.
     "smsoffice: reconcile provider balances": ("providers.tasks.reconcile_balances", 60),
+    # Provider top-ups left open by a crash: recorded when the provider confirmed
+    # them, otherwise handed to a person (never guessed).
+    "smsoffice: reconcile provider top-ups": ("providers.tasks.reconcile_topup_intents", 5),
 }
 
 

@@ -50,9 +50,8 @@ def reconcile_topup_intents() -> dict:
     """Record provider top-ups the provider confirmed but we did not record,
     and hand the ones abandoned by a crash to a person (``unknown``).
 
-    Schedule it, e.g. every 5 minutes: ``Schedule.objects.create(func=
-    "providers.tasks.reconcile_topup_intents", schedule_type=Schedule.MINUTES,
-    minutes=5)``. Never decides by itself whether a provider applied a
+    Scheduled every 5 minutes (``campaigns.tasks.PERIODIC``, ``manage.py
+    sync_schedules``). Never decides by itself whether a provider applied a
     top-up it did not confirm.
     """
     return topup_intents_reconcile()
