@@ -60,6 +60,34 @@ class CampaignEventInline(admin.TabularInline):
         return f"{labels.get(event.from_status, '—')} → {labels.get(event.to_status)}"
 
 
+class CampaignKindFilter(admin.SimpleListFilter):
+    """Shows real campaigns by default; inbox replies and test sends on request."""
+
+    title = "kind"
+    parameter_name = "kind"
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [*Campaign.Kind.choices, (self.ALL, "All kinds")]
+
+    def choices(self, changelist):
+        # No "All" entry from the base class: the default is "Campaign".
+        for value, label in self.lookup_choices:
+            selected = self.value() == value or (
+                self.value() is None and value == Campaign.Kind.CAMPAIGN
+            )
+            yield {
+                "selected": selected,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == self.ALL:
+            return queryset
+        return queryset.filter(kind=self.value() or Campaign.Kind.CAMPAIGN)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
     form = CampaignForm  # live SMS counter; refuses unknown placeholders, bad senders
@@ -74,7 +102,7 @@ class CampaignAdmin(CampaignEngineAdminMixin, admin.ModelAdmin):
         "awaiting_receipt",
         "created",
     ]
-    list_filter = ["status", "account"]
+    list_filter = [CampaignKindFilter, "status", "account"]
     search_fields = ["name", "body"]
     list_select_related = ["account", "template"]
     autocomplete_fields = ["template", "lists"]

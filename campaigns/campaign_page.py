@@ -470,14 +470,9 @@ def campaign_credits(c: Campaign) -> dict:
     reserved = sums["reserved"] or ZERO
     charged = -(sums["charged"] or ZERO)
     released = -(sums["released"] or ZERO)
-    # Provider refunds are booked in bulk across campaigns (one ledger row
-    # per report batch, campaigns.reports): each refunded message says so.
-    provider_refunds = Message.objects.filter(
-        campaign_id=c.pk,
-        status__in=list(MESSAGE_FAILED),
-        status_reason__startswith=PROVIDER_REFUND_REASON,
-    ).aggregate(t=Sum("credits"))["t"]
-    refunded = (sums["refunded"] or ZERO) + (provider_refunds or ZERO)
+    # Provider refunds are ledger rows under the campaign's reference too
+    # (campaigns.reports writes one per campaign and report batch).
+    refunded = sums["refunded"] or ZERO
     return {
         "reserved": reserved,
         "charged": charged,

@@ -41,9 +41,19 @@ class Campaign(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        REPLY = "reply", "Reply from the inbox"
+        TEST = "test", "Test send"
+
     OPEN_STATUSES = (Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED)
 
     name = models.CharField(max_length=200)
+    # Replies and test sends are one-recipient campaigns so the engine, credits and
+    # ledger apply unchanged; the Campaigns list hides them by default.
+    kind = models.CharField(
+        max_length=20, choices=Kind.choices, default=Kind.CAMPAIGN, editable=False, db_index=True
+    )
     account = models.ForeignKey(
         ProviderAccount,
         on_delete=models.PROTECT,

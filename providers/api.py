@@ -178,6 +178,7 @@ def top_up_client(request, client_id: int, payload: TopUpIn):
             "safely, a new key for a new top-up.",
             code="idempotency_key",
         )
+    assert client.parent is not None  # clients_of() returns sub-accounts only
     row = credits_transfer(
         source=client.parent,
         target=client,

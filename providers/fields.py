@@ -23,6 +23,10 @@ class EncryptedJSONField(models.TextField):
 
     description = "JSON encrypted at rest"
 
+    # For mypy's Django plugin: Python code reads and writes a dict.
+    _pyi_private_set_type: dict[str, Any]  # type: ignore[assignment]
+    _pyi_private_get_type: dict[str, Any]  # type: ignore[assignment]
+
     def from_db_value(self, value, expression, connection) -> Any:
         return self._decode(value)
 

@@ -67,6 +67,7 @@ def reseller_backend(account: ProviderAccount, backend=None):
 
     if isinstance(backend, TransmitSmsBackend):
         return backend
+    assert account.parent is not None  # mirrors() checked it is a reseller's client
     return account.parent.get_backend()
 
 
@@ -171,6 +172,7 @@ def client_top_up(*, account: ProviderAccount, amount: Decimal, backend=None) ->
     reseller = reseller_backend(account, backend)
     client_id = reseller_client_ensure(account=account, backend=reseller)
     before = client_balance(reseller, client_id)
+    assert account.parent is not None  # mirrors() checked it is a reseller's client
     field = str((account.parent.credentials or {}).get("credit_field") or "credit")
     reseller.edit_client(client_id, **{field: str(amount)})
     after = client_balance(reseller, client_id)

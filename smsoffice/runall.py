@@ -2,16 +2,29 @@
 
 Used by ``make run``. Each child gets its own process group so one Ctrl-C
 reaches both exactly once, and if either dies the other is stopped too.
+
+Stopping is graceful and bounded: Ctrl-C, SIGTERM or SIGHUP to this process
+sends the worker's group SIGINT. The cluster's main process stops the
+cluster on it (django-q2 waits for each worker's task in hand); each worker
+process lets its dispatch run finish the batch in hand, hand back the rest
+and end (see ``campaigns.engine.run.listen_for_stop``), so no message is
+left ``submitting``. SIGTERM to the whole group instead would kill the
+workers mid-batch and leave the cluster's main process waiting for them.
+Whatever is still running after :data:`STOP_WITHIN` seconds is killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+
+#: Seconds from the stop request to everything stopped (then SIGKILL).
+STOP_WITHIN = 9.0
 
 
 def main() -> int:
@@ -30,9 +43,10 @@ def main() -> int:
     }
 
     def stop(*_):
-        for proc in children.values():
+        for name, proc in children.items():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT if name == "worker" else signal.SIGTERM)
 
     def interrupt(*_):
         raise KeyboardInterrupt
@@ -56,11 +70,14 @@ def main() -> int:
         pass
     finally:
         stop()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + STOP_WITHIN
         for proc in children.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                print(f"smsoffice: process {proc.pid} did not stop in time; killing it.")
+            # The group too: a worker process must not outlive its cluster.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     return exit_code
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -59,7 +60,10 @@ class CallPacer:
         account_id: int,
         limits: pacing.Limits,
         deadline: float,
+        stopping: threading.Event | None = None,
     ) -> None:
+        #: Set when the worker shuts down: no call starts any more.
+        self.stopping = stopping
         self.campaign_id = campaign_id
         self.account_id = account_id
         self.limits = limits
@@ -132,6 +136,11 @@ class CallPacer:
             self._prebooked = False
 
     def __call__(self, operation: str) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise ProviderError(
+                f"Not sent: the worker is stopping ({operation}); queued for the next one.",
+                kind=ErrorKind.DEFERRED,
+            )
         self._refuse_if_blocked(operation)
         if self._prebooked:
             self._prebooked = False

@@ -52,7 +52,7 @@ def campaign_plan(*, campaign_id: int, lease: uuid.UUID | None = None) -> bool:
         return True
     zones: set[str] = set()
     with _spool_recipients(campaign, zones) as chunks:
-        insert = _PlanInsert(campaign_id)
+        insert = plan_inserter(campaign_id)
         for chunk in chunks:
             insert(chunk)
             if lease is not None and not lease_renew(campaign_id, lease):
@@ -169,6 +169,64 @@ class _PlanInsert:
         ]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(self.sql, params)
+
+
+class _PlanCopy(_PlanInsert):
+    """PostgreSQL: ``COPY`` the chunk into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the messages.
+
+    ``executemany`` is one round trip and one index probe per row; COPY
+    streams the rows in one go and the set-based insert lets PostgreSQL
+    check the unique (campaign, phone) in bulk, at several times the rate.
+    The temporary table lives for the session (created once per
+    connection) and empties itself at each commit.
+    """
+
+    TEMP = "smsoffice_plan_rows"
+
+    def __init__(self, campaign_id: int) -> None:
+        super().__init__(campaign_id)
+        quote = connection.ops.quote_name
+        variable = [f.column for f in self.variable]
+        types = [f.db_type(connection) for f in self.variable]
+        self.create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.TEMP} ("
+            + ", ".join(f"{quote(c)} {t}" for c, t in zip(variable, types, strict=True))
+            + ") ON COMMIT DELETE ROWS"
+        )
+        self.copy = f"COPY {self.TEMP} ({', '.join(quote(c) for c in variable)}) FROM STDIN"
+        # Every other column gets the same value on every row: typed
+        # parameters in the SELECT list (PostgreSQL would take an untyped
+        # one for text).
+        fixed = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in self.fixed)
+        columns = [f.column for f in self.fixed] + variable
+        self.sql = (
+            f"INSERT INTO {quote(Message._meta.db_table)} "
+            f"({', '.join(quote(c) for c in columns)}) "
+            f"SELECT {fixed}, {', '.join(quote(c) for c in variable)} FROM {self.TEMP} "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    def __call__(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        fixed = self._fixed_values()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(self.create)
+            # Empty even inside an outer transaction (where ON COMMIT has not
+            # come yet): another chunk's rows must never join this insert.
+            cursor.execute(f"TRUNCATE {self.TEMP}")
+            with cursor.cursor.copy(self.copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(self.sql, fixed)
+
+
+def plan_inserter(campaign_id: int) -> _PlanInsert:
+    """The fastest way this database has to insert planned messages."""
+    if connection.vendor == "postgresql":
+        return _PlanCopy(campaign_id)
+    return _PlanInsert(campaign_id)
 
 
 def _plan_finalize(campaign_id: int, zones: set[str]) -> bool:

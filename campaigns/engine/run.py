@@ -15,6 +15,7 @@ For one campaign:
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,6 +137,10 @@ def dispatch_step(
     # any wait above: a pause recorded meanwhile lets nothing out.
     size = limits.batch_size
     if pacer is not None:
+        if pacer.calls_per_message is None and not _personalised(campaign):
+            # One text for everyone: the backend carries up to max_batch
+            # messages per call, so the first batch needs no probe.
+            pacer.calls_per_message = 1.0 / max(1, int(getattr(backend, "max_batch", 1) or 1))
         size = pacer.batch_size(
             limit=size,
             seconds_left=deadline - clock.monotonic(),
@@ -354,6 +359,7 @@ def _loop(
         account_id=campaign.account_id,
         limits=limits,
         deadline=deadline + CALL_GRACE,
+        stopping=STOP,
     )
     pacer.attach(backend)
     batches_recover(campaign_id=campaign_id, backend=backend)
@@ -421,6 +427,22 @@ def dispatch_note(campaign_id: int, detail: str) -> None:
         logger.warning("Campaign %s: could not record: %s", campaign_id, detail)
 
 
+def listen_for_stop(**_signal_kwargs) -> None:
+    """Make SIGINT set :data:`STOP` in this process (a django-q2 worker: the
+    cluster's sentinel makes its workers ignore SIGINT, so the cluster's main
+    process alone reacts to it; the handler gives the worker a say too).
+
+    The run in hand then stops claiming, its pacer refuses further calls
+    (their messages are queued again, no attempt counted), its batch is
+    recorded, and it re-enqueues the campaign for the next worker. Only
+    installed where SIGINT is ignored, so an interactive process (a shell,
+    pytest) keeps its Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda _signum, _frame: STOP.set())
+
+
 def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
     """Re-enqueue a run that a transient database error stopped: after
     ``DB_RETRY_BASE`` seconds doubling to ``DB_RETRY_MAX`` for consecutive
@@ -457,3 +479,13 @@ def _after_db_error(campaign_id: int, exc: DatabaseError) -> DispatchRun:
 def messages_for(campaign_id: int, statuses: Iterable[str]) -> int:
     """How many messages of the campaign are in ``statuses`` (for tests/admin)."""
     return Message.objects.filter(campaign_id=campaign_id, status__in=list(statuses)).count()
+
+
+def _personalised(campaign: Campaign) -> bool:
+    """Whether the campaign's messages may differ from one recipient to the
+    next (placeholders in its body or template): then a provider call may
+    carry only one of them, and the first batch probes."""
+    text = campaign.body or ""
+    if not text and campaign.template_id:
+        text = campaign.template.body
+    return "{{" in text or "{%" in text

@@ -454,7 +454,9 @@ class CallrBackend(SmsBackend):
         if not isinstance(payload, Mapping):
             raise WebhookError("Expected a JSON object (a CALLR webhook event).")
         event = _text(payload.get("type") or payload.get("event")).lower()
-        data = payload.get("data") if isinstance(payload.get("data"), Mapping) else payload
+        data: Mapping[str, Any] = (
+            payload["data"] if isinstance(payload.get("data"), Mapping) else payload
+        )
         if event == "sms.mo":
             reply = self.inbound(data)
             if reply is None:

@@ -253,7 +253,7 @@ class FullSmsBackend(SmsBackend):
             else:
                 error.kind = ErrorKind.VALIDATION
                 # Read by results_for_error: refuse only the recipients named.
-                error.recipient_errors = self.recipient_errors(body)
+                error.recipient_errors = self.recipient_errors(body)  # type: ignore[attr-defined]
             error.permanent = True
         elif status == 404:
             error.kind, error.permanent = ErrorKind.NOT_FOUND, True
@@ -272,7 +272,7 @@ class FullSmsBackend(SmsBackend):
         if code == "balance_low":
             kind = ErrorKind.CREDIT
         elif code in {c for c, _, _ in ERRORS_403.values()}:
-            kind = next(k for c, k, _ in ERRORS_403.values() if c == code)
+            kind = ErrorKind(next(k for c, k, _ in ERRORS_403.values() if c == code))
         elif status_code is not None and status_code >= 500:
             return ProviderError(
                 f"FullSMS {operation}: {message or 'Internal Error'}",

@@ -254,10 +254,11 @@ class TransmitSmsBackend(SmsBackend):
         if kind == ErrorKind.RATE_LIMIT and retry_after is None:
             retry_after = OVER_LIMIT_WAIT
         what = f" ({said})" if said else ""
-        hint = {
+        hints: dict[str, str] = {
             ErrorKind.AUTH: " Check the account's api_key and secret.",
             ErrorKind.RATE_LIMIT: " The request was dropped; it is made again later.",
-        }.get(kind, "")
+        }
+        hint = hints.get(kind, "")
         return ProviderError(
             f"TransmitSMS error {code}{what}.{hint}",
             code=code,
@@ -422,7 +423,7 @@ class TransmitSmsBackend(SmsBackend):
                                 reference=ref.reference,
                             )
                         )
-                pages = answer.get("page") if isinstance(answer.get("page"), Mapping) else {}
+                pages = answer["page"] if isinstance(answer.get("page"), Mapping) else {}
                 count = int(_decimal(pages.get("count")) or 1)
                 if not left or page >= count:
                     break
@@ -496,7 +497,7 @@ class TransmitSmsBackend(SmsBackend):
                 reply = self.reply(item) if isinstance(item, Mapping) else None
                 if reply is not None:
                     found.append(reply)
-            pages = answer.get("page") if isinstance(answer.get("page"), Mapping) else {}
+            pages = answer["page"] if isinstance(answer.get("page"), Mapping) else {}
             if page >= int(_decimal(pages.get("count")) or 1):
                 break
         return found

@@ -6,12 +6,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import tasks
-from campaigns.daily import daily_deltas, daily_rebuild
+from campaigns.daily import daily_deltas
 from campaigns.dashboard import dashboard_figures
 from campaigns.models import Campaign, CampaignDay, Message
 from campaigns.services import campaign_send_now
@@ -82,11 +83,8 @@ def test_dashboard_figures_equal_the_messages_and_the_ledger(make_account, super
     assert d.today.credits == -charged
     first.refresh_from_db()
     second.refresh_from_db()
-    assert d.today.credits == first.credits_charged + second.credits_charged - sum(
-        CreditTransaction.objects.filter(account=account, kind="refund").values_list(
-            "amount", flat=True
-        )
-    )
+    # The campaigns' own figure (net of refunds) says the same.
+    assert d.today.credits == first.credits_charged + second.credits_charged
     assert d.month.sent >= d.today.sent
     assert d.days[-1].sent == 65 and d.days[-1].day == timezone.localdate()
     assert sum(day.sent for day in d.days) == 65
@@ -99,7 +97,7 @@ def test_rebuild_reproduces_the_live_rows(make_account, superuser, enqueued):
         (r.campaign_id, r.day): (r.sent, r.delivered, r.failed) for r in CampaignDay.objects.all()
     }
 
-    daily_rebuild()
+    call_command("dashboard_rebuild")
 
     rebuilt = {
         (r.campaign_id, r.day): (r.sent, r.delivered, r.failed) for r in CampaignDay.objects.all()

@@ -85,16 +85,21 @@ def test_a_transient_database_error_requeues_the_run_with_backoff(
 ):
     campaign = sending(60)
     backend = RecordingBackend()
-    real_insert = engine_plan._PlanInsert.__call__
+    real_inserter = engine_plan.plan_inserter
     failures = iter([OperationalError("database is locked")])
 
-    def insert_once_locked(self, rows):
-        error = next(failures, None)
-        if error is not None:
-            raise error
-        return real_insert(self, rows)
+    def inserter(campaign_id):
+        insert = real_inserter(campaign_id)
 
-    monkeypatch.setattr(engine_plan._PlanInsert, "__call__", insert_once_locked)
+        def insert_once_locked(rows):
+            error = next(failures, None)
+            if error is not None:
+                raise error
+            return insert(rows)
+
+        return insert_once_locked
+
+    monkeypatch.setattr(engine_plan, "plan_inserter", inserter)
     enqueue_calls.clear()
 
     run = campaign_dispatch(campaign_id=campaign.pk, backend=backend)
@@ -129,14 +134,19 @@ def test_planning_reads_every_recipient_before_its_first_write(sending, clock, m
         reading["open"] = False
 
     writes_while_reading = []
-    real_insert = engine_plan._PlanInsert.__call__
+    real_inserter = engine_plan.plan_inserter
 
-    def watched_insert(self, rows):
-        writes_while_reading.append(reading["open"])
-        return real_insert(self, rows)
+    def inserter(campaign_id):
+        insert = real_inserter(campaign_id)
+
+        def watched_insert(rows):
+            writes_while_reading.append(reading["open"])
+            return insert(rows)
+
+        return watched_insert
 
     monkeypatch.setattr(campaigns.quote, "campaign_recipients", watched_recipients)
-    monkeypatch.setattr(engine_plan._PlanInsert, "__call__", watched_insert)
+    monkeypatch.setattr(engine_plan, "plan_inserter", inserter)
 
     assert engine_plan.campaign_plan(campaign_id=campaign.pk)
 
@@ -213,7 +223,8 @@ def test_a_refund_found_during_recovery_is_applied(sending, account, clock):
     refunds = CreditTransaction.objects.filter(account=account, kind="refund")
     assert sum(r.amount for r in refunds) == Decimal("10.00")  # as the provider did
     campaign.refresh_from_db()
-    assert campaign.credits_charged == Decimal("10.00") and campaign.credits_reserved == 0
+    # credits_charged is net of refunds: all ten were charged, then refunded.
+    assert campaign.credits_charged == Decimal("0.00") and campaign.credits_reserved == 0
     assert_books_balance(account)
     assert sorted(backend.sent.values()) == [1] * 10  # never re-sent
 

@@ -4,11 +4,15 @@ real worker shows — concurrent planning on SQLite, a killed worker, a stop."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.campaigns.worker_site import WorkerSite
+from tests.campaigns.worker_site import ROOT, WorkerSite
 
 ON_SQLITE = not os.environ.get("DATABASE_URL", "").startswith("postgres")
 ON_PG_REDIS = not ON_SQLITE and bool(os.environ.get("REDIS_URL"))
@@ -82,3 +86,49 @@ def test_a_sigkilled_workers_campaign_resumes_within_90_s_on_redis(tmp_path):
         _killed_worker_resumes(site)
     finally:
         site.stop()
+
+
+@pytest.mark.skipif(not ON_SQLITE, reason="the SQLite + ORM broker pass runs it")
+def test_sigterm_to_make_run_stops_everything_within_10_s_leaving_nothing_submitting(tmp_path):
+    """``make run`` ends in ``python -m smsoffice.runall``: SIGTERM to it
+    while a batch is at the (slow) provider."""
+    site = WorkerSite(tmp_path, backend="sqlite", workers=2)
+    try:
+        (pk,) = site.setup_campaigns(n=1, size=3000, latency=1.5)
+        log = open(tmp_path / "runall.log", "w")  # noqa: SIM115
+        runall = subprocess.Popen(
+            [sys.executable, "-m", "smsoffice.runall", "--port", str(_free_port())],
+            cwd=ROOT,
+            env=site.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        site.procs.append(runall)
+        site.send_now([pk])
+        state = site.wait_for(lambda s: s[str(pk)]["sent"] >= 500, timeout=120, every=0.5)
+        assert state[str(pk)]["sent"] >= 500, (state, site.logs())
+        time.sleep(0.5)  # the next batch is at the provider now
+
+        asked = time.monotonic()
+        runall.send_signal(signal.SIGTERM)
+        runall.wait(timeout=30)
+        took = time.monotonic() - asked
+        time.sleep(0.5)
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
+        ).stdout.split()
+
+        state = site.state()[str(pk)]
+        assert took <= 10, (took, site.logs())
+        assert leftovers == [], leftovers
+        assert "submitting" not in state["by_status"], (state, site.logs())
+        assert state["by_status"].get("sent", 0) + state["by_status"].get("queued", 0) == 3000
+    finally:
+        site.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,149 @@
+"""Shared by the benchmarks: a throwaway database (SQLite file or a fresh
+PostgreSQL database) and the *physical limit* of each stage's writes,
+measured on the same database in the same run, so a figure is always read
+next to what the hardware and the database can do at best:
+
+- plan: the same rows written the fastest way the database has (SQLite:
+  ``executemany`` INSERT; PostgreSQL: COPY) into a table shaped like the
+  messages, with the same unique (campaign, phone) index, in chunks of the
+  planner's size, one transaction each;
+- dispatch: per batch, the two writes no engine can avoid (claim: one
+  UPDATE of the batch's ids; record: one UPDATE of status and provider id
+  from a VALUES list), each in its own transaction, no Python logic;
+- status apply: one set-based UPDATE per call's worth of ids.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+SCRATCH = "bench_limit_messages"
+
+
+def setup_database(kind: str, tmp: Path) -> callable:
+    """Point Django at a fresh database of ``kind`` (``sqlite`` or
+    ``postgres``); returns a function that drops it (PostgreSQL)."""
+    if kind == "sqlite":
+        os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+        return lambda: None
+    import psycopg
+
+    base = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = f"{base}/{name}"
+
+    def drop() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return drop
+
+
+def _scratch() -> list[str]:
+    """(Re)create the scratch table shaped like the messages; its columns."""
+    from django.db import connection
+
+    from campaigns.models import Message
+
+    table = Message._meta.db_table
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        if connection.vendor == "postgresql":
+            cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE {quote(table)} INCLUDING ALL)")
+        else:
+            cursor.execute(f"CREATE TABLE {SCRATCH} AS SELECT * FROM {quote(table)} WHERE 0")
+            cursor.execute(f"CREATE UNIQUE INDEX {SCRATCH}_u ON {SCRATCH} (campaign_id, phone)")
+            cursor.execute(f"CREATE INDEX {SCRATCH}_s ON {SCRATCH} (campaign_id, status, id)")
+    return [f.column for f in Message._meta.concrete_fields]
+
+
+def limit_plan(rows: list[tuple], chunk: int = 2000) -> float:
+    """Seconds to write ``rows`` (full message rows, id first) the fastest way."""
+    from django.db import connection, transaction
+
+    columns = _scratch()
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    start = time.perf_counter()
+    for i in range(0, len(rows), chunk):
+        part = rows[i : i + chunk]
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                with cursor.cursor.copy(f"COPY {SCRATCH} ({names}) FROM STDIN") as copy:
+                    for row in part:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join(["%s"] * len(columns))
+                cursor.executemany(f"INSERT INTO {SCRATCH} ({names}) VALUES ({marks})", part)
+    return time.perf_counter() - start
+
+
+def limit_dispatch(ids: list[int], batch: int) -> float:
+    """Seconds for the claim and record UPDATEs of ``ids`` in batches."""
+    from django.db import connection, transaction
+
+    start = time.perf_counter()
+    for i in range(0, len(ids), batch):
+        part = ids[i : i + batch]
+        marks = ", ".join(["%s"] * len(part))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SCRATCH} SET status = 'submitting', claim_token = %s "
+                f"WHERE id IN ({marks}) AND status = 'queued'",
+                [uuid.uuid4().hex, *part],
+            )
+        values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(part))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SCRATCH} SET status = 'sent', provider_ref = v.column2 "
+                f"FROM (VALUES {values}) AS v WHERE {SCRATCH}.id = v.column1",
+                [x for pk in part for x in (pk, f"p{pk}")],
+            )
+    return time.perf_counter() - start
+
+
+def limit_status_apply(ids: list[int], per_call: int) -> float:
+    """Seconds for one set-based UPDATE per ``per_call`` ids."""
+    from django.db import connection, transaction
+
+    start = time.perf_counter()
+    for i in range(0, len(ids), per_call):
+        part = ids[i : i + per_call]
+        marks = ", ".join(["%s"] * len(part))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SCRATCH} SET status = 'delivered', raw_status = 'DELIVERED' "
+                f"WHERE id IN ({marks}) AND status = 'sent'",
+                part,
+            )
+    return time.perf_counter() - start
+
+
+def scratch_rows_like(campaign_id: int, limit: int | None = None) -> list[tuple]:
+    """The campaign's message rows as the database stores them (id first),
+    to write again into the scratch table."""
+    from django.db import connection
+
+    from campaigns.models import Message
+
+    columns = [f.column for f in Message._meta.concrete_fields]
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM "
+        f"{quote(Message._meta.db_table)} WHERE campaign_id = %s ORDER BY id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [campaign_id])
+        rows = cursor.fetchall()
+    status = columns.index("status")
+    # Fresh rows: queued, as planning writes them.
+    return [(*r[:status], "queued", *r[status + 1 :]) for r in rows[:limit]]
