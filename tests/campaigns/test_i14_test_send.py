@@ -69,3 +69,28 @@ def test_a_short_balance_refuses_and_keeps_nothing(make_account, superuser, enqu
         campaign_test_send(campaign=draft, contact=Contact.objects.get(), phone=OWN, user=superuser)
     assert not Campaign.objects.filter(kind=Campaign.Kind.TEST).exists()
     assert not CampaignEvent.objects.filter(campaign=draft, action="test_send").exists()
+
+
+def test_the_draft_page_has_the_button_and_the_page_sends(client, superuser, account, enqueued):
+    draft = make_campaign(account=account, phones=new_phones(2))
+    client.force_login(superuser)
+    page = client.get(f"/admin/campaigns/campaign/{draft.pk}/change/").content.decode()
+    url = f"/admin/campaigns/campaign/{draft.pk}/test-send/"
+    assert f'href="{url}"' in page and "Send a test…" in page
+    form = client.get(url)
+    assert form.status_code == 200 and "not</strong> counted" in form.content.decode()
+    contact = Contact.objects.get(first_name="N0")
+    response = client.post(url, {"contact": contact.pk, "phone": "0400 999 999"})
+    assert response.status_code == 302
+    test = Campaign.objects.get(kind=Campaign.Kind.TEST)
+    assert test.extra_numbers == OWN and test.body == "Hi N0, sale on now"
+
+
+def test_a_bad_number_is_a_form_error(client, superuser, account, enqueued):
+    draft = make_campaign(account=account, phones=new_phones(1))
+    client.force_login(superuser)
+    url = f"/admin/campaigns/campaign/{draft.pk}/test-send/"
+    response = client.post(url, {"contact": Contact.objects.get().pk, "phone": "hello"})
+    assert response.status_code == 200
+    assert "is not a number we can send to" in response.content.decode()
+    assert not Campaign.objects.filter(kind=Campaign.Kind.TEST).exists()
