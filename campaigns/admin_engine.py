@@ -10,6 +10,7 @@ never a crash. All of it needs the ``campaigns.send_campaign`` permission.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -33,6 +34,7 @@ from campaigns.services import (
     messages_resolve_unknown,
     resend_preview,
 )
+from campaigns.test_send_admin import test_send_view
 
 SEND_PERMISSION = "campaigns.send_campaign"
 
@@ -121,6 +123,11 @@ class CampaignEngineAdminMixin:
                 "<path:object_id>/resend/",
                 wrap(self.resend_view),
                 name="campaigns_campaign_resend",
+            ),
+            path(
+                "<path:object_id>/test-send/",
+                wrap(partial(test_send_view, self)),
+                name="campaigns_campaign_test_send",
             ),
         ]
         return urls + super().get_urls()

@@ -173,6 +173,15 @@ def campaign_buttons(campaign: Campaign, *, may_send: bool) -> list[dict]:
             op in ("send_now", "schedule") and campaign.status == "scheduled" and is_due(campaign)
         )
     ]
+    if campaign.status == "draft":
+        buttons.append(
+            {
+                "operation": "test_send",
+                "label": "Send a test…",
+                "url": reverse("admin:campaigns_campaign_test_send", args=[pk]),
+                "post": False,
+            }
+        )
     if campaign.status in FINAL and campaign.failed_count:
         buttons.append(
             {

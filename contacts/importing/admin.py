@@ -22,6 +22,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from contacts.importing.models import ImportIssue, ImportJob
+from contacts.importing.preview import import_preview
 from contacts.importing.services import (
     human_size,
     import_cancel,
@@ -206,6 +207,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "confirm_url": reverse("admin:contacts_import_confirm", args=[job.pk]),
             "cancel_url": reverse("admin:contacts_import_cancel", args=[job.pk]),
             "rows_updated": max(0, job.rows_total - job.rows_new),
+            "preview": import_preview(job) if job.status == ImportJob.Status.READY else None,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/contacts/importjob/job.html", context)
