@@ -11,7 +11,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Conversation, InboundMessage
+from campaigns.models import Campaign, Conversation, InboundMessage
+from campaigns.states import CampaignError
+from contacts.models import OptOut
 
 
 def conversation_note_inbound(*, inbound: InboundMessage) -> Conversation:
@@ -74,3 +76,38 @@ def conversation_mark_handled(*, conversation: Conversation, user, handled: bool
         Conversation.objects.filter(pk=conversation.pk).update(**fields)
     conversation.refresh_from_db()
     return conversation
+
+
+def conversation_reply(*, conversation: Conversation, user, body: str) -> Campaign:
+    """Answer a conversation: one SMS to its number through its account.
+
+    The reply is a one-recipient campaign of kind "reply" sent with
+    :func:`campaigns.services.campaign_send_now`, so it is measured, quoted,
+    reserved, charged and recorded like any other message. Refused (a
+    :class:`CampaignError` saying why, nothing written) for an empty text or
+    an opted-out number.
+    """
+    from campaigns.services import campaign_send_now  # services import this module's peers
+
+    text = (body or "").strip()
+    if not text:
+        raise CampaignError("The reply is empty: type the text to send.", code="body")
+    if OptOut.objects.filter(phone=conversation.phone).exists():
+        raise CampaignError(
+            f"{conversation.phone} has opted out: no message can be sent to it. "
+            "Opt the number back in first if they asked for messages again.",
+            code="opted_out",
+        )
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=f"Reply to {conversation.phone}"[:200],
+            kind=Campaign.Kind.REPLY,
+            account_id=conversation.account_id,
+            body=text,
+            extra_numbers=conversation.phone,
+            created_by=user,
+        )
+        campaign = campaign_send_now(campaign=campaign, user=user)
+        conversation_note_outbound(account_id=conversation.account_id, phone=conversation.phone)
+        conversation_mark_handled(conversation=conversation, user=user)
+    return campaign
