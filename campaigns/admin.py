@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.urls import path
 
-from campaigns import admin_messages  # noqa: F401  (registers Messages and Replies)
+from campaigns import admin_inbox, admin_messages  # noqa: F401  (registers Inbox, Messages, Replies)
 from campaigns.admin_engine import CampaignEngineAdminMixin
 from campaigns.admin_views import (
     campaign_live_view,

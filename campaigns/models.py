@@ -313,3 +313,42 @@ class CampaignDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} on {self.day}"
+
+
+class Conversation(models.Model):
+    """The inbox row of one number on one account: replies and our answers.
+
+    Kept by :mod:`campaigns.inbox` in the same transaction as the reply
+    (``inbound_apply``) or our answer, so the inbox never reads the message
+    tables to list itself.
+    """
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.PROTECT, related_name="conversations"
+    )
+    phone = E164PhoneField()
+    last_activity_at = models.DateTimeField()
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_inbound_text = models.TextField(blank=True)
+    last_campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    unread_count = models.PositiveIntegerField(default=0)
+    handled = models.BooleanField(default=False)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_activity_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "phone"], name="unique_conversation")
+        ]
+        indexes = [
+            models.Index(fields=["-last_activity_at", "-id"], name="conversation_newest"),
+            models.Index(fields=["phone"], name="conversation_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} on {self.account}"

@@ -30,6 +30,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns.counters import counters_move_many
+from campaigns.inbox import conversation_note_inbound
 from campaigns.models import Campaign, InboundMessage, Message
 from contacts.models import Contact, OptOut
 from contacts.phones import try_normalize_phone
@@ -553,6 +554,7 @@ def _inbound_one(account: ProviderAccount, sms: InboundSms) -> InboundMessage:
                 optout_opt_in(
                     phone=phone, account_id=account.pk, source_reference=f"inbound:{inbound.pk}"
                 )
+            conversation_note_inbound(inbound=inbound)  # the inbox row, same transaction
     except IntegrityError:
         if not ref:
             raise

@@ -25,6 +25,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("campaigns", "view_message"),
         ("campaigns", "view_inboundmessage"),
         ("campaigns", "view_campaignevent"),
+        # The Inbox: read conversations, mark them handled.
+        ("campaigns", "view_conversation"),
+        ("campaigns", "change_conversation"),
         ("campaigns", "send_campaign"),
     ],
     RESELLERS: [
