@@ -8,8 +8,9 @@
   after batch);
 - :func:`campaign_complete_if_done`: ``sending`` → ``completed``.
 
-A person's transitions (send, pause, resume, cancel) live in
-:mod:`campaigns.services`.
+Each goes through :func:`campaigns.states.campaign_transition` (the table
+checks it, the UPDATE is conditional on the old status, the event is
+written there), like a person's transitions in :mod:`campaigns.services`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from django.db.models.functions import Coalesce
 
 from campaigns.counters import counters_move
 from campaigns.engine import clock
-from campaigns.engine.common import C, S, credit_move, credits_of, event
+from campaigns.engine.common import C, S, credit_move, credits_of
 from campaigns.models import Campaign, Message
+from campaigns.states import campaign_transition
 
 logger = logging.getLogger("campaigns.engine")
 
@@ -38,13 +40,15 @@ def campaign_start_if_due(campaign_id: int) -> Campaign | None:
         if campaign.status == C.SCHEDULED and (
             campaign.scheduled_at is None or campaign.scheduled_at <= now
         ):
-            Campaign.objects.filter(pk=campaign_id).update(
-                status=C.SENDING,
-                started_at=Coalesce(F("started_at"), now),
-                status_reason="",
-                next_dispatch_at=None,
+            campaign_transition(
+                campaign=campaign,
+                action="start",
+                fields={
+                    "started_at": Coalesce(F("started_at"), now),
+                    "status_reason": "",
+                    "next_dispatch_at": None,
+                },
             )
-            event(campaign_id, "start", from_status=C.SCHEDULED, to_status=C.SENDING)
     return Campaign.objects.select_related("account", "template").get(pk=campaign_id)
 
 
@@ -52,9 +56,12 @@ def campaign_pause_locked(campaign: Campaign, *, reason: str) -> None:
     """Pause a locked campaign on the engine's own initiative."""
     if campaign.status not in (C.SENDING, C.SCHEDULED):
         return
-    Campaign.objects.filter(pk=campaign.pk).update(status=C.PAUSED, status_reason=reason[:500])
-    event(campaign.pk, "auto_pause", from_status=campaign.status, to_status=C.PAUSED, detail=reason)
-    campaign.status = C.PAUSED
+    campaign_transition(
+        campaign=campaign,
+        action="auto_pause",
+        detail=reason[:5000],
+        fields={"status_reason": reason[:500]},
+    )
 
 
 def campaign_auto_pause(*, campaign_id: int, reason: str) -> None:
@@ -79,13 +86,16 @@ def campaign_fail(*, campaign_id: int, reason: str) -> None:
         n = queued.update(status=S.FAILED, status_reason=f"Not sent: {reason}"[:255], status_at=now)
         counters_move(campaign_id=campaign_id, moves={(S.QUEUED, S.FAILED): n})
         credit_move("release", campaign=campaign, amount=amount, key=f"release:fail:{campaign_id}")
-        Campaign.objects.filter(pk=campaign_id).update(
-            status=C.FAILED,
-            status_reason=reason[:500],
-            finished_at=now,
-            credits_reserved=F("credits_reserved") - amount,
+        campaign_transition(
+            campaign=campaign,
+            action="fail",
+            detail=reason[:5000],
+            fields={
+                "status_reason": reason[:500],
+                "finished_at": now,
+                "credits_reserved": F("credits_reserved") - amount,
+            },
         )
-        event(campaign_id, "fail", from_status=C.SENDING, to_status=C.FAILED, detail=reason)
 
 
 def campaign_complete_if_done(*, campaign_id: int) -> bool:
@@ -112,16 +122,18 @@ def campaign_complete_if_done(*, campaign_id: int) -> bool:
             credit_move(
                 "release", campaign=campaign, amount=leftover, key=f"release:complete:{campaign_id}"
             )
-        Campaign.objects.filter(pk=campaign_id).update(
-            status=C.COMPLETED,
-            finished_at=clock.now(),
-            credits_reserved=F("credits_reserved") - leftover,
-            next_dispatch_at=None,
-            status_reason=(
-                f"{campaign.unknown_count} message(s) need a decision (status unknown)."
-                if campaign.unknown_count
-                else ""
-            ),
+        campaign_transition(
+            campaign=campaign,
+            action="complete",
+            fields={
+                "finished_at": clock.now(),
+                "credits_reserved": F("credits_reserved") - leftover,
+                "next_dispatch_at": None,
+                "status_reason": (
+                    f"{campaign.unknown_count} message(s) need a decision (status unknown)."
+                    if campaign.unknown_count
+                    else ""
+                ),
+            },
         )
-        event(campaign_id, "complete", from_status=C.SENDING, to_status=C.COMPLETED)
     return True
