@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k" * 20 + "Zq8#vLp9$Tz4@Rk8^Wn3&Hd6*Jf1(Bs5"
 PRODUCTION = {
     "DJANGO_SETTINGS_MODULE": "smsoffice.settings",
+    # Never the developer's .env (make run writes one with its own key).
+    "ENV_FILE": "",
     "DEBUG": "False",
     "ALLOWED_HOSTS": "sms.example.com",
     "CREDENTIALS_KEYS": "dGVzdC1vbmx5LWNyZWRlbnRpYWxzLWtleS0wMTIzNDU=",
