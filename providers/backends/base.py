@@ -125,6 +125,12 @@ class WebhookUrls:
     inbound: str = ""
 
 
+def basic_auth_token(user: str, password: str) -> str:
+    """The base64 ``user:password`` of an HTTP Basic ``Authorization`` header
+    (also masked in logs, see :meth:`SmsBackend.secrets`)."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 def hmac_signature_valid(
     body: bytes, secret: str, signature: str, *, algorithm: str = "sha256"
 ) -> bool:
@@ -786,7 +792,7 @@ class SmsBackend:
         user = str(self.credentials.get("username", "") or "")
         password = str(self.credentials.get("password", "") or "")
         if user or password:
-            values.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+            values.append(basic_auth_token(user, password))
         # Short values (a 2-letter region, "1") would mask harmless text.
         return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 

@@ -27,7 +27,6 @@ How our model maps onto theirs:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -50,6 +49,7 @@ from providers.backends.base import (
     WebhookError,
     WebhookForbidden,
     accepted_result,
+    basic_auth_token,
     hmac_signature_valid,
     map_status,
     parse_local_datetime,
@@ -158,15 +158,14 @@ class CallrBackend(SmsBackend):
 
     def auth_headers(self) -> dict[str, str]:
         login, password = self._login()
-        token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Basic {basic_auth_token(login, password)}"}
 
     def secrets(self) -> list[str]:
         values = super().secrets()
         login = _text(self.credentials.get("login"))
         password = _text(self.credentials.get("password"))
         if login and password:
-            values.append(base64.b64encode(f"{login}:{password}".encode()).decode("ascii"))
+            values.append(basic_auth_token(login, password))
         return sorted(set(values), key=len, reverse=True)
 
     def rpc(self, method: str, params: list[Any], *, operation: str) -> Any:

@@ -29,7 +29,6 @@ How our model maps onto theirs:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import time
@@ -57,6 +56,7 @@ from providers.backends.base import (
     StatusUpdate,
     WebhookError,
     accepted_result,
+    basic_auth_token,
     map_status,
     parse_local_datetime,
     refused_result,
@@ -253,8 +253,7 @@ class SmsEveryoneBackend(SmsBackend):
                 permanent=True,
                 kind="auth",
             )
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Basic {basic_auth_token(username, password)}"}
 
     @property
     def tz(self) -> ZoneInfo:

@@ -33,7 +33,6 @@ How our model maps onto theirs:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import threading
@@ -58,6 +57,7 @@ from providers.backends.base import (
     StatusUpdate,
     WebhookError,
     accepted_result,
+    basic_auth_token,
     map_status,
     parse_local_datetime,
     parse_retry_after,
@@ -187,15 +187,14 @@ class TransmitSmsBackend(SmsBackend):
 
     def auth_headers(self) -> dict[str, str]:
         key, secret = self._key_secret()
-        token = base64.b64encode(f"{key}:{secret}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Basic {basic_auth_token(key, secret)}"}
 
     def secrets(self) -> list[str]:
         values = super().secrets()
         key = _text(self.credentials.get("api_key"))
         secret = _text(self.credentials.get("secret"))
         if key and secret:
-            values.append(base64.b64encode(f"{key}:{secret}".encode()).decode("ascii"))
+            values.append(basic_auth_token(key, secret))
         return sorted(set(values), key=len, reverse=True)
 
     def _space_calls(self) -> None:
