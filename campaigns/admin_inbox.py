@@ -94,6 +94,7 @@ class LastCampaignFilter(admin.SimpleListFilter):
 @admin.register(Conversation)
 class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     search_by_provider_ref = False
+    search_help_text = "An exact phone number in any format (0412 300 100, +61 412 300 100)."
     list_display = [
         "phone",
         "last_text",

@@ -273,3 +273,10 @@ def test_opt_out_service_notes_the_conversation(superuser, make_account):
     event = OptOutEvent.objects.get()
     assert event.source_reference == f"conversation:{conversation.pk}"
     assert (event.reason, event.created_by) == ("Complained", superuser)
+
+
+def test_list_search_help_promises_only_what_it_searches(client, superuser):
+    client.force_login(superuser)
+    page = client.get(reverse("admin:campaigns_conversation_changelist")).content.decode()
+    assert "An exact phone number in any format" in page
+    assert "provider reference" not in page  # the inbox search is by phone only
