@@ -60,9 +60,21 @@ def _scratch() -> list[str]:
         if connection.vendor == "postgresql":
             cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE {quote(table)} INCLUDING ALL)")
         else:
-            cursor.execute(f"CREATE TABLE {SCRATCH} AS SELECT * FROM {quote(table)} WHERE 0")
-            cursor.execute(f"CREATE UNIQUE INDEX {SCRATCH}_u ON {SCRATCH} (campaign_id, phone)")
-            cursor.execute(f"CREATE INDEX {SCRATCH}_s ON {SCRATCH} (campaign_id, status, id)")
+            # The messages table's own DDL, primary key and every index
+            # included (``CREATE TABLE AS`` would drop the integer primary
+            # key, and an UPDATE by id would scan the table).
+            cursor.execute(
+                "SELECT type, sql FROM sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL "
+                "ORDER BY type DESC",  # the table before its indexes
+                [table],
+            )
+            for number, (kind, sql) in enumerate(cursor.fetchall()):
+                sql = sql.replace(f'"{table}"', SCRATCH)
+                if kind == "index":
+                    # Index names are global in SQLite: give the copies their own.
+                    head, _, rest = sql.partition(" ON ")
+                    sql = f"{head.rsplit(' ', 1)[0]} {SCRATCH}_i{number} ON {rest}"
+                cursor.execute(sql)
     return [f.column for f in Message._meta.concrete_fields]
 
 

@@ -128,26 +128,36 @@ def batch_claim(*, campaign: Campaign, size: int, zones: set[str] | None = None)
         # UPDATE SKIP LOCKED): PostgreSQL may run such a subquery more than
         # once, each run skipping the rows the last one locked, and so claim
         # more than n rows. The ids are locked here until the UPDATE commits.
-        ids = list(candidates.order_by("id").values_list("id", flat=True)[:size])
-        if not ids:
+        # The rows themselves, not just their ids: they are locked (FOR
+        # UPDATE, or SQLite's IMMEDIATE transaction) until the claim commits,
+        # so what is read here is what is claimed, without reading it again.
+        rows = list(candidates.order_by("id").values_list(*BATCH_ROW)[:size])
+        if not rows:
             return None
-        claimed = Message.objects.filter(id__in=ids, status=S.QUEUED).update(
+        claimed = Message.objects.filter(id__in=[row[0] for row in rows], status=S.QUEUED).update(
             status=S.SUBMITTING, claim_token=token, claimed_at=now, status_reason=""
         )
-    if not claimed:
+        if claimed != len(rows):  # pragma: no cover - the rows are locked above
+            rows = list(
+                Message.objects.filter(claim_token=token, status=S.SUBMITTING)
+                .order_by("id")
+                .values_list(*BATCH_ROW)
+            )
+    if not rows:
         return None
-    return _wash(campaign, token)
+    return _wash(campaign, token, rows)
 
 
-def _wash(campaign: Campaign, token: uuid.UUID) -> Batch:
+#: What a batch carries per message (the order of :attr:`Batch.rows`' tuples).
+BATCH_ROW = ("id", "phone", "body", "credits", "attempts")
+
+
+def _wash(campaign: Campaign, token: uuid.UUID, rows: list[tuple]) -> Batch:
     """Skip the claimed recipients that opted out since planning."""
-    rows = list(
-        Message.objects.filter(claim_token=token, status=S.SUBMITTING)
-        .order_by("id")
-        .values_list("id", "phone", "body", "credits", "attempts")
-    )
     opted = set(
-        OptOut.objects.filter(phone__in=[row[1] for row in rows]).values_list("phone", flat=True)
+        OptOut.objects.filter(phone__in=[row[1] for row in rows])
+        .order_by()
+        .values_list("phone", flat=True)
     )
     batch = Batch(token=token, rows=rows)
     if opted:
