@@ -2,8 +2,7 @@
 
 Reads only the Conversation table (kept by :mod:`campaigns.inbox`), with a
 bounded paginator and exact phone search, so it stays fast with millions of
-messages; per row of the page, two index lookups say what the last reply's
-keyword did and whether the number is opted out. The change view is the
+messages; one lookup for the page's rows says which numbers are opted out. The change view is the
 thread (:mod:`campaigns.admin_thread`). Everything is scoped by
 :mod:`campaigns.inbox_access`: a reseller sees only its accounts'
 conversations, in the list, its filters and the thread.
@@ -15,7 +14,7 @@ from functools import partial
 
 from django.contrib import admin
 from django.contrib.admin.options import ShowFacets
-from django.db.models import Exists, OuterRef, Subquery
+from django.contrib.admin.views.main import ChangeList
 from django.urls import path
 from django.utils import timezone
 
@@ -23,7 +22,7 @@ from campaigns import admin_thread
 from campaigns.admin_messages import PAGING_LIMIT, ExactPhoneSearchMixin
 from campaigns.inbox import conversation_mark_handled
 from campaigns.inbox_access import conversations_for, inbox_accounts
-from campaigns.models import Campaign, Conversation, InboundMessage
+from campaigns.models import Campaign, Conversation
 from campaigns.thread import keyword_in_words
 from contacts.models import OptOut
 from smsoffice.paging import bounded_paginator
@@ -91,6 +90,23 @@ class LastCampaignFilter(admin.SimpleListFilter):
         return queryset.filter(last_campaign_id=value) if value.isdigit() else queryset.none()
 
 
+class InboxChangeList(ChangeList):
+    """Looks the opt-out state up for the page's rows only (one query on the
+    opt-outs' unique phone index), never in the count of the list."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        opted_out = set(
+            OptOut.objects.filter(phone__in={row.phone for row in rows}).values_list(
+                "phone", flat=True
+            )
+        )
+        for row in rows:
+            row.opted_out = row.phone in opted_out
+        self.result_list = rows
+
+
 @admin.register(Conversation)
 class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     search_by_provider_ref = False
@@ -119,17 +135,10 @@ class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     change_list_template = "admin/campaigns/conversation/change_list.html"
 
     def get_queryset(self, request):
-        last_reply = InboundMessage.objects.filter(
-            phone=OuterRef("phone"), account_id=OuterRef("account_id")
-        ).order_by("-received_at", "-id")
-        return (
-            conversations_for(request.user)
-            .select_related("account", "last_campaign")
-            .annotate(
-                last_action=Subquery(last_reply.values("action")[:1]),
-                opted_out=Exists(OptOut.objects.filter(phone=OuterRef("phone"))),
-            )
-        )
+        return conversations_for(request.user).select_related("account", "last_campaign")
+
+    def get_changelist(self, request, **kwargs):
+        return InboxChangeList
 
     @admin.display(description="Last reply")
     def last_text(self, obj):
@@ -139,7 +148,7 @@ class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     def keyword(self, obj):
         """What the last reply's keyword asked (the "Opted out" column says
         where the number stands now)."""
-        return keyword_in_words(getattr(obj, "last_action", "") or "")
+        return keyword_in_words(obj.last_inbound_action)
 
     @admin.display(description="Opted out")
     def optout(self, obj):

@@ -38,6 +38,7 @@ def conversation_note_inbound(*, inbound: InboundMessage) -> Conversation:
             updates.update(
                 last_inbound_at=inbound.received_at,
                 last_inbound_text=inbound.body[:500],
+                last_inbound_action=inbound.action,
                 last_campaign_id=inbound.campaign_id or conversation.last_campaign_id,
             )
         if created or inbound.received_at > conversation.last_activity_at:

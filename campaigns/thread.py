@@ -274,17 +274,19 @@ def pending_replies(conversation: Conversation) -> list[Campaign]:
     """Replies sent from the thread whose message the engine has not made
     yet (scheduled, not planned): shown as "waiting" so a reply never seems
     lost between the click and the first dispatch."""
-    return list(
+    # Not filtered by account in SQL: the status index finds the few open
+    # campaigns at once, the account index would read every reply ever sent.
+    waiting = (
         Campaign.objects.filter(
-            kind=Campaign.Kind.REPLY,
-            account_id=conversation.account_id,
             status__in=(Campaign.Status.SCHEDULED, Campaign.Status.SENDING),
+            kind=Campaign.Kind.REPLY,
             planned=False,
             extra_numbers=conversation.phone,
         )
         .select_related("created_by")
         .order_by("id")
     )
+    return [c for c in waiting if c.account_id == conversation.account_id]
 
 
 @dataclass(frozen=True)

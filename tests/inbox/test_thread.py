@@ -280,3 +280,19 @@ def test_list_search_help_promises_only_what_it_searches(client, superuser):
     page = client.get(reverse("admin:campaigns_conversation_changelist")).content.decode()
     assert "An exact phone number in any format" in page
     assert "provider reference" not in page  # the inbox search is by phone only
+
+
+def test_migration_backfills_the_last_keyword_of_older_conversations(make_account):
+    import importlib
+
+    from django.db import connection
+
+    backfill = importlib.import_module("campaigns.migrations.0007_i14_thread").BACKFILL
+    account = make_account()
+    reply(account, "STOP", "r1", T0)
+    reply(account, "thanks", "r2", T0, phone="+61412300200")
+    Conversation.objects.update(last_inbound_action="")  # as made before the field
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+    actions = dict(Conversation.objects.values_list("phone", "last_inbound_action"))
+    assert actions == {PHONE: "opt_out", "+61412300200": ""}
