@@ -64,6 +64,12 @@ def _inbound(account, body: str, ref: str):
 
 def _open(browser, live_server, conversation, *, viewport=DESKTOP):
     page = _page._login(browser, live_server, viewport=viewport)
+    # The site's CSP forbids inline scripts and eval: any violation is a defect.
+    page.csp_violations = []
+    page.on(
+        "console",
+        lambda msg: "Content Security Policy" in msg.text and page.csp_violations.append(msg.text),
+    )
     page.goto(f"{live_server.url}/admin/campaigns/conversation/{conversation.pk}/change/")
     return page
 
@@ -99,6 +105,7 @@ def test_answer_a_reply_in_the_thread_and_see_it_sent_and_delivered(
     link = out.locator("a").first
     assert link.get_attribute("href") == f"/admin/campaigns/campaign/{campaign.pk}/change/"
     assert page.evaluate("window.__notReloaded === true")
+    assert page.csp_violations == []
     page.screenshot(path=shots / "inbox-thread-desktop.png", full_page=True)
 
     phone = _open(browser, live_server, conversation, viewport=PHONE)
@@ -127,6 +134,7 @@ def test_a_stop_while_the_thread_is_open_opts_out_and_disables_the_reply_box(
     expect(page.locator(".thread-optin-form")).to_be_visible()
     expect(page.locator(".thread-optout-form")).to_be_hidden()
     page.screenshot(path=shots / "inbox-stop-desktop.png", full_page=True)
+    assert page.csp_violations == []
 
     phone = _open(browser, live_server, conversation, viewport=PHONE)
     expect(phone.locator("#id_body")).to_be_disabled()
