@@ -20,6 +20,7 @@ Parts of the page:
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from functools import wraps
 
@@ -86,6 +87,8 @@ def refresh_seconds() -> int:
 
 
 class ReplyForm(forms.Form):
+    # One per drawn form: submitting it twice sends one reply (conversation_reply).
+    key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
     body = forms.CharField(
         label="Reply",
         max_length=MAX_MEASURE_LENGTH,
@@ -198,7 +201,7 @@ def thread_view(model_admin, request: HttpRequest, object_id: str, *, extra=None
             "account": account,
             "live": before is None,
             "may_act": may_act,
-            "reply_form": extra.get("reply_form") or ReplyForm(),
+            "reply_form": extra.get("reply_form") or ReplyForm(initial={"key": uuid.uuid4().hex}),
             "optout_form": extra.get("optout_form") or ReasonForm(prefix="out"),
             "optin_form": extra.get("optin_form") or ReasonForm(prefix="in"),
             "reply_error": extra.get("reply_error", ""),
@@ -262,7 +265,10 @@ def reply_view(model_admin, request: HttpRequest, object_id: str) -> HttpRespons
         )
     try:
         campaign = conversation_reply(
-            conversation=conversation, user=request.user, body=form.cleaned_data["body"]
+            conversation=conversation,
+            user=request.user,
+            body=form.cleaned_data["body"],
+            idempotency_key=form.cleaned_data["key"],
         )
     except CampaignError as exc:
         return thread_view(

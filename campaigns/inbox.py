@@ -7,6 +7,7 @@ for each new reply), so the inbox and the message tables never disagree.
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -83,17 +84,26 @@ def conversation_mark_handled(*, conversation: Conversation, user, handled: bool
     return conversation
 
 
-def conversation_reply(*, conversation: Conversation, user, body: str) -> Campaign:
+#: How long a reply's idempotency key is remembered.
+REPLY_KEY_SECONDS = 24 * 3600
+
+
+def conversation_reply(
+    *, conversation: Conversation, user, body: str, idempotency_key: str = ""
+) -> Campaign:
     """Answer a conversation: one SMS to its number through its account.
 
     The reply is a one-recipient campaign of kind "reply" sent with
     :func:`campaigns.services.campaign_send_now`, so it is measured, quoted,
     reserved, charged and recorded like any other message. Refused (a
     :class:`CampaignError` saying why, nothing written) for an empty text or
-    an opted-out number.
+    an opted-out number, and for an ``idempotency_key`` already used (the
+    same form submitted twice: the person gets one message, not two). A key
+    is spent only by a reply that was sent.
     """
-    from campaigns.services import campaign_send_now  # services import this module's peers
-
+    cache_key = (
+        f"conversation-reply:{conversation.pk}:{idempotency_key}"[:200] if idempotency_key else ""
+    )
     text = (body or "").strip()
     if not text:
         raise CampaignError("The reply is empty: type the text to send.", code="body")
@@ -103,6 +113,26 @@ def conversation_reply(*, conversation: Conversation, user, body: str) -> Campai
             "Opt the number back in first if they asked for messages again.",
             code="opted_out",
         )
+    # Atomic claim: of two submissions of one form, only one sends.
+    if cache_key and not cache.add(cache_key, 0, REPLY_KEY_SECONDS):
+        raise CampaignError(
+            "This reply was already sent (the form was submitted twice): the number gets it once.",
+            code="duplicate",
+        )
+    try:
+        campaign = _reply_send(conversation=conversation, user=user, text=text)
+    except BaseException:
+        if cache_key:
+            cache.delete(cache_key)  # not sent: the same form may try again
+        raise
+    if cache_key:
+        cache.set(cache_key, campaign.pk, REPLY_KEY_SECONDS)
+    return campaign
+
+
+def _reply_send(*, conversation: Conversation, user, text: str) -> Campaign:
+    from campaigns.services import campaign_send_now  # services import this module's peers
+
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=f"Reply to {conversation.phone}"[:200],

@@ -296,3 +296,33 @@ def test_migration_backfills_the_last_keyword_of_older_conversations(make_accoun
         cursor.execute(backfill)
     actions = dict(Conversation.objects.values_list("phone", "last_inbound_action"))
     assert actions == {PHONE: "opt_out", "+61412300200": ""}
+
+
+def test_the_same_reply_form_submitted_twice_sends_once(client, superuser, make_account):
+    account = make_account(balance=10)
+    conversation = reply(account, "Open Sunday?", "r1", T0)
+    client.force_login(superuser)
+    key = client.get(url("change", conversation)).context["reply_form"].initial["key"]
+    assert key
+    first = client.post(url("reply", conversation), {"body": "Yes", "key": key})
+    again = client.post(url("reply", conversation), {"body": "Yes", "key": key})
+    assert first.status_code == 302
+    assert again.status_code == 400 and b"submitted twice" in again.content
+    assert Campaign.objects.filter(kind=Campaign.Kind.REPLY).count() == 1
+    # A new form (a new key) sends a new reply.
+    client.post(url("reply", conversation), {"body": "And also", "key": "other"})
+    assert Campaign.objects.filter(kind=Campaign.Kind.REPLY).count() == 2
+
+
+def test_a_refused_reply_does_not_spend_the_forms_key(client, superuser, make_account):
+    from providers.services import credits_top_up
+
+    account = make_account(balance=0)
+    conversation = reply(account, "Open Sunday?", "r1", T0)
+    client.force_login(superuser)
+    refused = client.post(url("reply", conversation), {"body": "Yes", "key": "k1"})
+    assert refused.status_code == 400 and b"credits" in refused.content
+    credits_top_up(account=account, amount=5, note="top up")
+    sent_now = client.post(url("reply", conversation), {"body": "Yes", "key": "k1"})
+    assert sent_now.status_code == 302
+    assert Campaign.objects.filter(kind=Campaign.Kind.REPLY).count() == 1

@@ -34,6 +34,17 @@
     refusal.hidden = !optedOut;
   }
 
+  // A second click while the first is on its way would only be refused
+  // (the form's key is spent): say it is going instead.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("thread-reply-form")) return;
+    var send = form.querySelector("button[type=submit]");
+    if (send) {
+      setTimeout(function () { send.disabled = true; send.textContent = "Sending…"; }, 0);
+    }
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail && event.detail.target;
     // outerHTML swaps report the old element: read the one now in the page.
