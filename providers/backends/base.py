@@ -1253,10 +1253,17 @@ class SmsBackend:
         """Add credits to this (sub-)account at the provider; returns the new balance."""
         raise UnsupportedOperation(self.name, "top-up")
 
-    # The provider's own opt-out list (capability "optouts"), synced into
-    # the local opt-outs (campaigns.provider_optouts).
+    # The provider's own opt-out list (capability "optouts"), which it washes
+    # every send against; kept in step with the local opt-outs by
+    # campaigns.provider_optouts.
     def optouts_list(self) -> list[RemoteOptOut]:
         raise UnsupportedOperation(self.name, "opt-out list")
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        """Take ``numbers`` (E.164) off the provider's opt-out list: they were
+        opted back in here, and the provider would otherwise keep dropping
+        them. Numbers not on the list are no error."""
+        raise UnsupportedOperation(self.name, "opt-in at the provider")
 
 
 class WebhookError(ValueError):

@@ -678,3 +678,12 @@ class SmsEveryoneBackend(SmsBackend):
             for item in answer.get("OptOut") or []
             if isinstance(item, Mapping) and item.get("Originator")
         ]
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        """``/api/optouts`` ``Action: delete`` ("opt the number back in")."""
+        if numbers:
+            self.call(
+                "/optouts",
+                {"Action": "delete", "Originator": [to_msisdn(n) for n in numbers]},
+                operation="opt-in",
+            )
