@@ -2,19 +2,33 @@
 
 Reads only the Conversation table (kept by :mod:`campaigns.inbox`), with a
 bounded paginator and exact phone search, so it stays fast with millions of
-messages.
+messages; one lookup for the page's rows says which numbers are opted out. The change view is the
+thread (:mod:`campaigns.admin_thread`). Everything is scoped by
+:mod:`campaigns.inbox_access`: a reseller sees only its accounts'
+conversations, in the list, its filters and the thread.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import admin
 from django.contrib.admin.options import ShowFacets
+from django.contrib.admin.views.main import ChangeList
+from django.urls import path
 from django.utils import timezone
 
+from campaigns import admin_thread
 from campaigns.admin_messages import PAGING_LIMIT, ExactPhoneSearchMixin
 from campaigns.inbox import conversation_mark_handled
-from campaigns.models import Conversation
+from campaigns.inbox_access import conversations_for, inbox_accounts
+from campaigns.models import Campaign, Conversation
+from campaigns.thread import keyword_in_words
+from contacts.models import OptOut
 from smsoffice.paging import bounded_paginator
+
+#: Campaigns offered by the "last campaign" filter (newest first).
+CAMPAIGN_FILTER_LIMIT = 50
 
 
 class ConversationStateFilter(admin.SimpleListFilter):
@@ -34,11 +48,81 @@ class ConversationStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AccountFilter(admin.SimpleListFilter):
+    """The accounts the user may see (never another reseller's)."""
+
+    title = "account"
+    parameter_name = "account__id__exact"
+
+    def lookups(self, request, model_admin):
+        return [(str(a.pk), a.name) for a in inbox_accounts(request.user).only("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(account_id=value) if value.isdigit() else queryset.none()
+
+
+class LastCampaignFilter(admin.SimpleListFilter):
+    """The newest campaigns of the user's accounts (replies and tests are not
+    campaigns a reply answers, so they are left out)."""
+
+    title = "last campaign"
+    parameter_name = "last_campaign__id__exact"
+
+    def lookups(self, request, model_admin):
+        campaigns = (
+            Campaign.objects.filter(
+                kind=Campaign.Kind.CAMPAIGN,
+                account_id__in=inbox_accounts(request.user).values("pk"),
+            )
+            .exclude(status=Campaign.Status.DRAFT)
+            .order_by("-id")
+            .only("pk", "name")[:CAMPAIGN_FILTER_LIMIT]
+        )
+        return [(str(c.pk), c.name) for c in campaigns]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(last_campaign_id=value) if value.isdigit() else queryset.none()
+
+
+class InboxChangeList(ChangeList):
+    """Looks the opt-out state up for the page's rows only (one query on the
+    opt-outs' unique phone index), never in the count of the list."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        opted_out = set(
+            OptOut.objects.filter(phone__in={row.phone for row in rows}).values_list(
+                "phone", flat=True
+            )
+        )
+        for row in rows:
+            row.opted_out = row.phone in opted_out
+        self.result_list = rows
+
+
 @admin.register(Conversation)
 class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     search_by_provider_ref = False
-    list_display = ["phone", "last_text", "unread", "state", "account", "last_campaign", "when"]
-    list_filter = [ConversationStateFilter, "account", "last_campaign"]
+    search_help_text = "An exact phone number in any format (0412 300 100, +61 412 300 100)."
+    list_display = [
+        "phone",
+        "last_text",
+        "keyword",
+        "optout",
+        "unread",
+        "state",
+        "account",
+        "last_campaign",
+        "when",
+    ]
+    list_filter = [ConversationStateFilter, AccountFilter, LastCampaignFilter]
     list_select_related = ["account", "last_campaign"]
     paginator = bounded_paginator(PAGING_LIMIT)
     show_full_result_count = False
@@ -48,9 +132,27 @@ class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     ordering = ["-last_activity_at", "-id"]
     actions = ["mark_handled", "mark_open"]
 
+    change_list_template = "admin/campaigns/conversation/change_list.html"
+
+    def get_queryset(self, request):
+        return conversations_for(request.user).select_related("account", "last_campaign")
+
+    def get_changelist(self, request, **kwargs):
+        return InboxChangeList
+
     @admin.display(description="Last reply")
     def last_text(self, obj):
         return obj.last_inbound_text[:80] or "—"
+
+    @admin.display(description="Keyword")
+    def keyword(self, obj):
+        """What the last reply's keyword asked (the "Opted out" column says
+        where the number stands now)."""
+        return keyword_in_words(obj.last_inbound_action)
+
+    @admin.display(description="Opted out")
+    def optout(self, obj):
+        return "Opted out" if getattr(obj, "opted_out", False) else ""
 
     @admin.display(description="Unread")
     def unread(self, obj):
@@ -75,6 +177,61 @@ class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
     def mark_open(self, request, queryset):
         for conversation in queryset:
             conversation_mark_handled(conversation=conversation, user=request.user, handled=False)
+
+    def get_urls(self):
+        def wrap(view):
+            return self.admin_site.admin_view(partial(view, self))
+
+        thread = [
+            path(
+                "<path:object_id>/thread/live/",
+                wrap(admin_thread.live_view),
+                name="campaigns_conversation_live",
+            ),
+            path(
+                "<path:object_id>/thread/older/",
+                wrap(admin_thread.older_view),
+                name="campaigns_conversation_older",
+            ),
+            path(
+                "<path:object_id>/reply/",
+                wrap(admin_thread.reply_view),
+                name="campaigns_conversation_reply",
+            ),
+            path(
+                "<path:object_id>/optout/",
+                wrap(admin_thread.optout_view),
+                name="campaigns_conversation_optout",
+            ),
+            path(
+                "<path:object_id>/handled/",
+                wrap(admin_thread.handled_view),
+                name="campaigns_conversation_handled",
+            ),
+            path(
+                "<path:object_id>/measure/",
+                wrap(admin_thread.measure_view),
+                name="campaigns_conversation_measure",
+            ),
+            path(
+                "new-replies/",
+                wrap(admin_thread.new_replies_view),
+                name="campaigns_conversation_new_replies",
+            ),
+        ]
+        return thread + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The thread replaces the stock read-only form (same URL).
+        return admin_thread.thread_view(self, request, object_id)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "inbox_since": admin_thread.now_cursor(),
+            "refresh_seconds": admin_thread.refresh_seconds(),
+        }
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request):
         return False

@@ -14,6 +14,10 @@ from django.utils import timezone
 from campaigns.models import Campaign, Conversation, InboundMessage
 from campaigns.states import CampaignError
 from contacts.models import OptOut
+from contacts.services import optout_add, optout_remove
+
+#: Longest reason kept with an opt-out (``OptOutEvent.reason``).
+REASON_MAX = 200
 
 
 def conversation_note_inbound(*, inbound: InboundMessage) -> Conversation:
@@ -34,6 +38,7 @@ def conversation_note_inbound(*, inbound: InboundMessage) -> Conversation:
             updates.update(
                 last_inbound_at=inbound.received_at,
                 last_inbound_text=inbound.body[:500],
+                last_inbound_action=inbound.action,
                 last_campaign_id=inbound.campaign_id or conversation.last_campaign_id,
             )
         if created or inbound.received_at > conversation.last_activity_at:
@@ -111,3 +116,78 @@ def conversation_reply(*, conversation: Conversation, user, body: str) -> Campai
         conversation_note_outbound(account_id=conversation.account_id, phone=conversation.phone)
         conversation_mark_handled(conversation=conversation, user=user)
     return campaign
+
+
+def _reason(reason: str, *, what: str) -> str:
+    text = " ".join((reason or "").split())
+    if not text:
+        raise CampaignError(
+            f"Say why the number is {what}: type a reason (e.g. 'asked by phone').",
+            code="reason",
+        )
+    if len(text) > REASON_MAX:
+        raise CampaignError(
+            f"The reason is {len(text)} characters long: keep it under {REASON_MAX}.",
+            code="reason",
+        )
+    return text
+
+
+def conversation_reference(conversation: Conversation) -> str:
+    """How opt-out history entries made from a thread point back to it."""
+    return f"conversation:{conversation.pk}"
+
+
+def conversation_opt_out(*, conversation: Conversation, user, reason: str) -> OptOut:
+    """Staff opt the conversation's number out from its thread.
+
+    Goes through :func:`contacts.services.optout_add` (source "entered by
+    staff"), so the history records who, why, and this conversation as the
+    reference. A number already opted out keeps its first record; the
+    request is recorded in the history all the same. ``reason`` is required.
+    """
+    text = _reason(reason, what="opted out")
+    return optout_add(
+        phone=conversation.phone,
+        source=OptOut.Source.MANUAL,
+        reason=text,
+        source_reference=conversation_reference(conversation),
+        user=user,
+        account_id=conversation.account_id,
+    )
+
+
+def conversation_opt_in(*, conversation: Conversation, user, reason: str) -> bool:
+    """Staff opt the conversation's number back in from its thread.
+
+    Goes through :func:`contacts.services.optout_remove`: the opt-out goes,
+    the history keeps what it was, who lifted it, why, and this
+    conversation. An opt-out is a property of the number across every
+    account, so someone who sees only some accounts (a reseller) may lift
+    only an opt-out that came from one of them (a STOP or a staff entry on
+    that account); otherwise a :class:`CampaignError` says why and nothing
+    changes. Returns False when the number was not opted out.
+    """
+    from campaigns.inbox_access import inbox_accounts, sees_every_account
+
+    text = _reason(reason, what="opted back in")
+    optout = OptOut.objects.filter(phone=conversation.phone).first()
+    if optout is None:
+        return False
+    if not sees_every_account(user):
+        own = optout.source_account_id is not None and (
+            inbox_accounts(user).filter(pk=optout.source_account_id).exists()
+        )
+        if not own:
+            raise CampaignError(
+                f"{conversation.phone} was opted out outside your accounts "
+                f"({optout.get_source_display().lower()}): only staff who see every "
+                "account can opt it back in.",
+                code="opt_in_forbidden",
+            )
+    return optout_remove(
+        phone=conversation.phone,
+        user=user,
+        reason=text,
+        source_reference=conversation_reference(conversation),
+    )

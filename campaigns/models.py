@@ -227,6 +227,9 @@ class Message(models.Model):
             ),
             models.Index(fields=["claim_token"], name="msg_claim_token"),
             models.Index(fields=["phone"], name="msg_phone"),
+            # A number's thread in the inbox: its newest messages first, read
+            # 50 at a time by keyset (campaigns.thread), never sorting them all.
+            models.Index(fields=["phone", "created_at", "id"], name="msg_phone_time"),
             # The Messages list of one campaign, newest first, paged.
             models.Index(fields=["campaign", "id"], name="msg_campaign_id"),
         ]
@@ -335,6 +338,9 @@ class Conversation(models.Model):
     last_activity_at = models.DateTimeField()
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     last_inbound_text = models.TextField(blank=True)
+    # What the last reply's keyword was (InboundMessage.action), so the list
+    # says "STOP" without reading the replies table.
+    last_inbound_action = models.CharField(max_length=20, blank=True, default="")
     last_campaign = models.ForeignKey(
         Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -41,6 +41,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         # Their own API tokens (the admin shows each user only its own).
         ("providers", "view_apitoken"),
         ("providers", "add_apitoken"),
+        # The Inbox of their own accounts (campaigns.inbox_access scopes it).
+        ("campaigns", "view_conversation"),
+        ("campaigns", "change_conversation"),
     ],
 }
 

@@ -7,6 +7,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from campaigns.models import Conversation
 from providers.models import ApiToken, ClientAccount, CreditTransaction, ProviderAccount
 from providers.services import credits_top_up
 
@@ -71,7 +72,14 @@ def test_reseller_only_reaches_provider_pages(client, two_resellers):
     client.force_login(two_resellers["alice"])
     for model, _, url in admin_urls():
         status = client.get(url).status_code
-        allowed = model in (ProviderAccount, CreditTransaction, ClientAccount, ApiToken)
+        # The Inbox too, scoped to their accounts (tests/inbox/test_thread_scoping.py).
+        allowed = model in (
+            ProviderAccount,
+            CreditTransaction,
+            ClientAccount,
+            ApiToken,
+            Conversation,
+        )
         assert status == (200 if allowed else 403), url
 
 

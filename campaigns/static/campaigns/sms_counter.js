@@ -117,6 +117,11 @@
       box.appendChild(offer);
     }
 
+    if (data.cost_text) {
+      // The inbox reply box: the price on its account and the balance.
+      box.appendChild(el("div", "sms-counter-cost" + (data.cost_short ? " sms-counter-short" : ""), data.cost_text));
+    }
+
     var problems = (data.template_errors || []).concat(data.problems || []);
     if (problems.length) {
       var list = el("ul", "sms-counter-problems");
