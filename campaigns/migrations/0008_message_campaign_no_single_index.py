@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0006_i14a_conversations"),
+        ("campaigns", "0007_i14_thread"),
     ]
 
     operations = [
