@@ -35,6 +35,7 @@ from campaigns.states import (
     ACTIVE,
     MESSAGE_FAILED,
     StatusDisplay,
+    provider_without_receipts,
     status_display,
 )
 from providers.models import CreditTransaction
@@ -68,6 +69,13 @@ class Funnel:
     skipped: int
     cancelled: int
     waiting: int  # still queued here
+    #: The provider sends delivery reports; when not, ``awaiting`` messages
+    #: stay "sent" for good and are not called awaiting anything.
+    reports: bool = True
+
+    @property
+    def awaiting_label(self) -> str:
+        return "awaiting receipt" if self.reports else "sent, no delivery reports"
 
     @property
     def handled(self) -> int:
@@ -116,6 +124,7 @@ def _funnel(c: Campaign) -> Funnel:
         skipped=c.skipped_count,
         cancelled=c.cancelled_count,
         waiting=max(0, waiting),
+        reports=not provider_without_receipts(c),
     )
 
 
@@ -124,7 +133,7 @@ def _bar(f: Funnel) -> list[dict]:
     parts = [
         ("delivered", "delivered", f.delivered),
         ("failed", "failed", f.failed),
-        ("awaiting", "awaiting receipt", f.awaiting),
+        ("awaiting", f.awaiting_label, f.awaiting),
         ("unknown", "unknown", f.unknown),
         ("skipped", "skipped (opted out)", f.skipped),
         ("cancelled", "cancelled", f.cancelled),

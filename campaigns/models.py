@@ -159,7 +159,12 @@ class Message(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         UNKNOWN = "unknown", "Unknown"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: (campaign, phone), (campaign, status, id) and
+    # (campaign, id) all start with it, and every index is written again on
+    # each status change of each message.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )

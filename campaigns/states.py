@@ -35,11 +35,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignEvent, Message
+from providers.backends import backend_class
 
 C = Campaign.Status
 S = Message.Status
@@ -246,11 +247,24 @@ def status_display(campaign: Campaign) -> StatusDisplay:
     """The state as people should read it, from the stored counters (no query).
 
     A campaign whose messages are all at the provider but whose receipts are
-    not all in says so; it is only final once nothing can change.
+    not all in says so; it is only final once nothing can change. Through a
+    provider that sends no delivery reports nothing is awaited: its
+    messages stay ``sent``, and the page says so and stops polling.
+    Reads ``campaign.account`` (select it with the campaign).
     """
     status = campaign.status
     awaiting = campaign.sent_count
     receipts = f"{awaiting:,} receipt{'s' if awaiting != 1 else ''}"
+    provider = provider_without_receipts(campaign)
+    if provider:
+        # No receipt will ever come: "sent" is as far as its messages go.
+        awaiting = 0
+        if status == C.COMPLETED and campaign.sent_count:
+            return StatusDisplay(
+                f"Completed — {campaign.sent_count:,} sent, no delivery reports from {provider}",
+                "done",
+                not campaign.unknown_count,
+            )
     if status == C.COMPLETED:
         if awaiting:
             return StatusDisplay(f"Sent — awaiting {receipts}", "waiting", False)
@@ -271,6 +285,22 @@ def status_display(campaign: Campaign) -> StatusDisplay:
         return StatusDisplay("Starting", "active", False)
     tone = {C.DRAFT: "draft", C.PAUSED: "waiting"}.get(status, "active")
     return StatusDisplay(str(C(status).label), tone, False)
+
+
+def provider_without_receipts(campaign: Campaign) -> str:
+    """The provider's name when ``campaign``'s account never gets delivery
+    reports (FullSMS: its messages stay ``sent`` for good), else ""."""
+    try:
+        account = campaign.account
+    except ObjectDoesNotExist:
+        return ""
+    try:
+        cls = backend_class(account.backend)
+    except (ImproperlyConfigured, ImportError):
+        return ""
+    if not cls.delivery_reports_missing():
+        return ""
+    return cls.label or cls.name
 
 
 def is_due(campaign: Campaign) -> bool:

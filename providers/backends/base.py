@@ -87,8 +87,6 @@ def map_status(table: Mapping[str, DeliveryStatus], raw: Any) -> DeliveryStatus:
 
 class Capability(enum.StrEnum):
     SCHEDULE = "schedule"
-    PAUSE = "pause"
-    CANCEL = "cancel"
     DLR_POLL = "dlr_poll"
     DLR_WEBHOOK = "dlr_webhook"
     REPLIES_POLL = "replies_poll"
@@ -96,7 +94,6 @@ class Capability(enum.StrEnum):
     BALANCE = "balance"
     TOPUP = "topup"
     OPTOUTS = "optouts"
-    LISTS = "lists"
     LOOKUP_BY_REFERENCE = "lookup_by_reference"
     #: The provider lists the senders it accepts for the account
     #: (:meth:`SmsBackend.senders`): they feed the sender choices.
@@ -443,7 +440,7 @@ def error_result(sms: OutboundSms, error: ProviderError) -> SendResult:
 
 @dataclass(frozen=True, slots=True)
 class ProviderRef:
-    """Identifies a sent message at the provider, for status polling or cancel."""
+    """Identifies a sent message at the provider, for status polling."""
 
     provider_ref: str
     provider_batch_ref: str = ""
@@ -519,15 +516,6 @@ class SenderOption:
     value: str
     label: str
     kind: str = "alpha"
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteList:
-    """A contact list stored at the provider (capability "lists")."""
-
-    list_id: str
-    name: str
-    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1265,22 +1253,17 @@ class SmsBackend:
         """Add credits to this (sub-)account at the provider; returns the new balance."""
         raise UnsupportedOperation(self.name, "top-up")
 
-    # Cancel/pause/resume act on what the provider holds on a schedule. When
-    # the provider groups messages (``provider_batch_ref``), they act on the
-    # whole group; callers call them once per distinct group.
-    def cancel(self, ref: ProviderRef) -> None:
-        raise UnsupportedOperation(self.name, "cancel")
-
-    def pause(self, ref: ProviderRef) -> None:
-        raise UnsupportedOperation(self.name, "pause")
-
-    def resume(self, ref: ProviderRef) -> None:
-        raise UnsupportedOperation(self.name, "resume")
-
-    # The provider's own opt-out list (capability "optouts"), synced into
-    # the local opt-outs (campaigns.provider_optouts).
+    # The provider's own opt-out list (capability "optouts"), which it washes
+    # every send against; kept in step with the local opt-outs by
+    # campaigns.provider_optouts.
     def optouts_list(self) -> list[RemoteOptOut]:
         raise UnsupportedOperation(self.name, "opt-out list")
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        """Take ``numbers`` (E.164) off the provider's opt-out list: they were
+        opted back in here, and the provider would otherwise keep dropping
+        them. Numbers not on the list are no error."""
+        raise UnsupportedOperation(self.name, "opt-in at the provider")
 
 
 class WebhookError(ValueError):

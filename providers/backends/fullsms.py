@@ -20,9 +20,9 @@ What the API offers and how it maps onto ours:
   left unknown by a crash cannot be reconciled (``lookup_by_reference`` is
   not offered) and is left for a person, never re-sent.
 - Account: ``account/balance``, ``account/numbers``, ``account/senderids``
-  (they feed the sender choices: :meth:`FullSmsBackend.senders`),
-  ``account/lists`` and ``account/templates`` (read only: the API cannot
-  create lists, so the ``lists`` capability is not claimed).
+  (they feed the sender choices: :meth:`FullSmsBackend.senders`).
+  ``account/lists`` and ``account/templates`` are not used: recipients and
+  texts are ours.
 - Errors (doc "Errors" and each call's examples): 403 is how it reports bad
   credentials ("Access Denied", "Unauthenticated - Missing/Invalid API
   key") but also a ``from`` it will not send from ("Sender ID is not
@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -55,7 +54,6 @@ from providers.backends.base import (
     ErrorKind,
     OutboundSms,
     ProviderError,
-    RemoteList,
     SenderOption,
     SendResult,
     SmsBackend,
@@ -110,15 +108,6 @@ RECIPIENT_ERROR = re.compile(r"^to_numbers\.(\d+)$")
 
 #: FullSMS' ``send_at`` format.
 SEND_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteTemplate:
-    """A message template stored at FullSMS (``account/templates``)."""
-
-    template_id: str
-    name: str
-    content: str
 
 
 def _text(value: Any) -> str:
@@ -473,32 +462,6 @@ class FullSmsBackend(SmsBackend):
         """Every ``from`` FullSMS accepts for this account: approved sender
         IDs, then numbers."""
         return [*self.sender_ids(), *self.numbers()]
-
-    def lists_list(self) -> list[RemoteList]:
-        """``GET account/lists`` (read only)."""
-        body = self.get("/account/lists", operation="lists")
-        return [
-            RemoteList(
-                list_id=_text(item.get("list_id")),
-                name=_text(item.get("name")),
-                count=_int(item.get("subscribed_contacts")) or 0,
-            )
-            for item in _items(body, "lists")
-            if isinstance(item, Mapping)
-        ]
-
-    def templates(self) -> list[RemoteTemplate]:
-        """``GET account/templates``."""
-        body = self.get("/account/templates", operation="templates")
-        return [
-            RemoteTemplate(
-                template_id=_text(item.get("template_id")),
-                name=_text(item.get("name")),
-                content=_text(item.get("content")),
-            )
-            for item in _items(body, "templates")
-            if isinstance(item, Mapping)
-        ]
 
 
 def to_msisdn_or_raw(number: str) -> str:

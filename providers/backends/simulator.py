@@ -8,7 +8,7 @@ button can be tried.
 Everything is deterministic under a seed: the outcome of a message, its
 delivery delay and whether (and what) its recipient replies depend only on
 ``seed`` and our reference. What changes over time (when a message went out,
-pauses, cancels, the simulated balance, pending replies, opt-outs, lists) is
+the simulated balance, pending replies, opt-outs) is
 either encoded in the provider ref or kept in the database
 (:mod:`providers.simulator_store`), which the web process and every worker
 share, and which never evicts.
@@ -273,7 +273,7 @@ class SimulatorBackend(SmsBackend):
     """A provider simulated in the database; see the module docstring for knobs."""
 
     name = "simulator"
-    capabilities = frozenset(Capability) - {Capability.LISTS}  # every one it implements
+    capabilities = frozenset(Capability)  # every one there is
     max_batch = 500
     refunds_failed = True
 
@@ -545,33 +545,15 @@ class SimulatorBackend(SmsBackend):
                 return cfg.country_rates[region]
         return cfg.credits_per_segment
 
-    def _batch_states(self, batch_refs: set[str]) -> dict[str, dict]:
-        keys = {self._key("batch", b): b for b in batch_refs}
-        found = self.cache.get_many(list(keys))
-        return {keys[k]: v for k, v in found.items()}
-
-    def _timeline(
-        self, send_time: float, digest: str, state: Mapping | None
-    ) -> tuple[DeliveryStatus, float] | None:
-        """Status now and when it was reached; ``None`` if cancelled before sending."""
-        state = state or {}
-        start = send_time
-        paused_at = state.get("paused_at")
-        if paused_at is not None and paused_at < start:
-            resumed_at = state.get("resumed_at")
-            start = (
-                math.inf if resumed_at is None or resumed_at < paused_at else max(start, resumed_at)
-            )
-        cancelled_at = state.get("cancelled_at")
-        if cancelled_at is not None and cancelled_at < start:
-            return None
+    def _timeline(self, send_time: float, digest: str) -> tuple[DeliveryStatus, float]:
+        """Status now and when it was reached."""
         now = self._now()
-        if now < start:
+        if now < send_time:
             return DeliveryStatus.QUEUED, min(send_time, now)
         delay = self.config.delivery_delay * (0.5 + self._rand(digest, "delay"))
-        if now < start + delay:
-            return DeliveryStatus.SENT, start
-        return self._outcome(digest), start + delay
+        if now < send_time + delay:
+            return DeliveryStatus.SENT, send_time
+        return self._outcome(digest), send_time + delay
 
     def _outcome(self, digest: str) -> DeliveryStatus:
         draw = self._rand(digest, "outcome")
@@ -583,20 +565,15 @@ class SimulatorBackend(SmsBackend):
     # ------------------------------------------------------------ receipts
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
         """The current status of each ref (queued, sent or its final outcome).
-        Refs this simulator did not issue, and messages cancelled before they
-        went out, are absent."""
+        Refs this simulator did not issue are absent."""
         self._call("status")
         parsed = [(ref, self._parse_ref(ref.provider_ref)) for ref in refs]
-        states = self._batch_states({p[0] for _, p in parsed if p})
         updates = []
         for ref, p in parsed:
             if p is None:
                 continue
-            batch_ref, send_time, charged, digest = p
-            timeline = self._timeline(send_time, digest, states.get(batch_ref))
-            if timeline is None:
-                continue
-            status, at = timeline
+            _batch_ref, send_time, charged, digest = p
+            status, at = self._timeline(send_time, digest)
             refunded = status in REFUNDED
             if refunded:
                 self._refund_once(ref.provider_ref, charged)
@@ -628,15 +605,12 @@ class SimulatorBackend(SmsBackend):
         keys = {self._key("ref", r): r for r in references}
         found = self.cache.get_many(list(keys))
         parsed = {k: self._parse_ref(v["provider_ref"]) for k, v in found.items()}
-        states = self._batch_states({p[0] for p in parsed.values() if p})
         results = []
         for key, record in found.items():
             p = parsed[key]
             if p is None:
                 continue
-            timeline = self._timeline(p[1], p[3], states.get(p[0]))
-            # Cancelled before it went out: accepted once, but will never go.
-            status = DeliveryStatus.UNKNOWN if timeline is None else timeline[0]
+            status = self._timeline(p[1], p[3])[0]
             results.append(
                 SendResult(
                     reference=keys[key],
@@ -644,7 +618,7 @@ class SimulatorBackend(SmsBackend):
                     status=status,
                     provider_ref=record["provider_ref"],
                     provider_batch_ref=p[0],
-                    raw_status="CANCELLED" if timeline is None else status.upper(),
+                    raw_status=status.upper(),
                 )
             )
         return results
@@ -670,14 +644,13 @@ class SimulatorBackend(SmsBackend):
         keys = {self._key("reply", slot): slot for slot in range(cursor, end + 1)}
         found = self.cache.get_many(list(keys))
         parsed = {k: self._parse_ref(v["provider_ref"]) for k, v in found.items()}
-        states = self._batch_states({p[0] for p in parsed.values() if p})
         now = self._now()
         replies, done, pending = [], [], []
         for key, reply in sorted(found.items(), key=lambda kv: keys[kv[0]]):
             p = parsed[key]
-            timeline = None if p is None else self._timeline(p[1], p[3], states.get(p[0]))
+            timeline = None if p is None else self._timeline(p[1], p[3])
             if timeline is None or timeline[0] in NOT_DELIVERED:
-                done.append(key)  # cancelled or never delivered: nobody replies
+                done.append(key)  # never delivered: nobody replies
                 continue
             due = timeline[1] + self.config.delivery_delay
             if timeline[0] != DeliveryStatus.DELIVERED or due > now:
@@ -764,44 +737,6 @@ class SimulatorBackend(SmsBackend):
                     f"simulator webhook: 'type' must be 'status' or 'reply', got {kind!r}."
                 )
         return parsed
-
-    # ---------------------------------------------- cancel / pause / resume
-    def _batch_ref(self, ref: ProviderRef) -> str:
-        if ref.provider_batch_ref:
-            return ref.provider_batch_ref
-        parsed = self._parse_ref(ref.provider_ref)
-        if parsed is None:
-            raise ProviderError(
-                f"simulator: {ref.provider_ref!r} is not a simulator id.",
-                permanent=True,
-                kind="not_found",
-            )
-        return parsed[0]
-
-    def _change_batch(self, ref: ProviderRef, field: str) -> None:
-        batch_ref = self._batch_ref(ref)
-        key = self._key("batch", batch_ref)
-        state = dict(self.cache.get(key) or {})
-        if state.get("cancelled_at") is not None and field != "cancelled_at":
-            raise ProviderError(
-                f"simulator: batch {batch_ref} was cancelled.", permanent=True, kind="validation"
-            )
-        state[field] = self._now()
-        self.cache.set(key, state, STATE_TTL)
-
-    def cancel(self, ref: ProviderRef) -> None:
-        """Messages of the batch not yet gone out are never sent (nor charged
-        back: the engine releases its own credits)."""
-        self._call("cancel")
-        self._change_batch(ref, "cancelled_at")
-
-    def pause(self, ref: ProviderRef) -> None:
-        self._call("pause")
-        self._change_batch(ref, "paused_at")
-
-    def resume(self, ref: ProviderRef) -> None:
-        self._call("resume")
-        self._change_batch(ref, "resumed_at")
 
     # ------------------------------------------------------------ opt-outs
     def _optouts(self) -> dict[str, float]:

@@ -15,8 +15,6 @@ How our model maps onto theirs:
   delivery receipts (``/api/DRStatus``) are per campaign and destination.
 - ``Reference`` is our reference of the group's first message, so a campaign
   can be traced back to our messages in their web interface.
-- Cancel/pause/resume act on a whole provider campaign (``ProviderRef.
-  provider_batch_ref``).
 - There is no call that finds a campaign by ``Reference``, so
   ``lookup_by_reference`` is not offered: a message left ``submitting`` by a
   crash cannot be reconciled and must not be sent again blindly.
@@ -137,8 +135,6 @@ ERROR_CODES: dict[int, tuple[str, str, bool]] = {
 CREATED_WITH_WARNING = {-108, -109, -500, -501, -502}
 #: Of those, the ones where the campaign is held rather than going out now.
 HELD_CODES = {-108, -109, -502}
-#: Negative codes an operation treats as done: deleting a deleted campaign.
-TOLERATED_CODES: dict[str, frozenset[int]] = {"cancel": frozenset({-107})}
 
 #: ``DeliveryReceiptStatusId`` (doc "Check the delivery status", JSON examples):
 #: 1 = "Successful delivery"; 2 = "Failed delivery ... permanent error" with the
@@ -220,8 +216,6 @@ class SmsEveryoneBackend(SmsBackend):
     capabilities = frozenset(
         {
             Capability.SCHEDULE,
-            Capability.PAUSE,
-            Capability.CANCEL,
             Capability.DLR_POLL,
             Capability.REPLIES_POLL,
             Capability.REPLIES_WEBHOOK,
@@ -314,14 +308,11 @@ class SmsEveryoneBackend(SmsBackend):
         """A negative ``Code`` in a 200 answer is the doc's error table, except
         where the operation tolerates it: a ``create`` that came back with a
         ``CampaignId`` and an outage warning (the campaign exists: see
-        :data:`CREATED_WITH_WARNING`), and deleting a campaign already deleted
-        (-107, the cancel is done)."""
+        :data:`CREATED_WITH_WARNING`)."""
         code = _int(answer.get("Code")) if isinstance(answer, Mapping) else None
         if code is None or code >= 0:
             return None
         if operation == "send" and code in CREATED_WITH_WARNING and answer.get("CampaignId"):
-            return None
-        if code in TOLERATED_CODES.get(operation, ()):
             return None
         return self.code_error(code, answer.get("Message"), operation=operation)
 
@@ -478,32 +469,6 @@ class SmsEveryoneBackend(SmsBackend):
                 len(washed),
             )
         return washed
-
-    # -------------------------------------------------- campaign operations
-    # Cancel/pause/resume act on a provider campaign held on a schedule
-    # (``TimeScheduled``); the engine sends without one today.
-    def cancel(self, ref: ProviderRef) -> None:
-        """Delete the provider campaign of ``ref`` (all its destinations).
-        Deleting one already deleted (-107) counts as done."""
-        self.call(
-            "/campaign",
-            {"CampaignId": self._campaign_id(ref), "Action": "delete"},
-            operation="cancel",
-        )
-
-    def pause(self, ref: ProviderRef) -> None:
-        self.call(
-            "/campaign",
-            {"CampaignId": self._campaign_id(ref), "Action": "pause"},
-            operation="pause",
-        )
-
-    def resume(self, ref: ProviderRef) -> None:
-        self.call(
-            "/campaign",
-            {"CampaignId": self._campaign_id(ref), "Action": "unpause"},
-            operation="resume",
-        )
 
     # ------------------------------------------------------------ receipts
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusUpdate]:
@@ -713,3 +678,12 @@ class SmsEveryoneBackend(SmsBackend):
             for item in answer.get("OptOut") or []
             if isinstance(item, Mapping) and item.get("Originator")
         ]
+
+    def optouts_remove(self, numbers: list[str]) -> None:
+        """``/api/optouts`` ``Action: delete`` ("opt the number back in")."""
+        if numbers:
+            self.call(
+                "/optouts",
+                {"Action": "delete", "Originator": [to_msisdn(n) for n in numbers]},
+                operation="opt-in",
+            )

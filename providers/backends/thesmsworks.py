@@ -195,7 +195,6 @@ class TheSmsWorksBackend(SmsBackend):
     capabilities = frozenset(
         {
             Capability.SCHEDULE,
-            Capability.CANCEL,
             Capability.DLR_POLL,
             Capability.DLR_WEBHOOK,
             Capability.REPLIES_WEBHOOK,
@@ -671,18 +670,3 @@ class TheSmsWorksBackend(SmsBackend):
                 kind="protocol",
             )
         return value
-
-    def cancel(self, ref: ProviderRef) -> None:
-        """Cancel a scheduled send: the whole batch when ``provider_batch_ref``
-        is set (``DELETE /batches/schedule/{id}``), else the message
-        (``DELETE /messages/schedule/{id}``)."""
-        if ref.provider_batch_ref:
-            self.call("DELETE", f"/batches/schedule/{ref.provider_batch_ref}")
-        elif ref.provider_ref:
-            self.call("DELETE", f"/messages/schedule/{ref.provider_ref}")
-        else:
-            raise ProviderError(
-                "Cannot cancel at The SMS Works: the message has no provider id yet.",
-                permanent=True,
-                kind="validation",
-            )

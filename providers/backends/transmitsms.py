@@ -151,7 +151,6 @@ class TransmitSmsBackend(SmsBackend):
     capabilities = frozenset(
         {
             Capability.SCHEDULE,
-            Capability.CANCEL,
             Capability.DLR_POLL,
             Capability.DLR_WEBHOOK,
             Capability.REPLIES_POLL,
@@ -427,17 +426,6 @@ class TransmitSmsBackend(SmsBackend):
                 if not left or page >= count:
                     break
         return updates
-
-    def cancel(self, ref: ProviderRef) -> None:
-        """``cancel-sms``: a scheduled send, all its recipients."""
-        message_id = ref.provider_batch_ref or ref.provider_ref.split("-", 1)[0]
-        if not message_id:
-            raise ProviderError(
-                "Cannot cancel at TransmitSMS: the message has no provider id yet.",
-                permanent=True,
-                kind=ErrorKind.VALIDATION,
-            )
-        self.call("cancel-sms", {"id": message_id}, operation="cancel")
 
     # ------------------------------------------------------------- replies
     def reply(self, item: Mapping[str, Any]) -> InboundSms | None:

@@ -6,33 +6,19 @@ from decimal import Decimal
 
 import pytest
 
-from tests.browser.test_sms_counter import CHROMIUM
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Chromium is not installed: cannot drive a browser."
-    ),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 PHONE = {"width": 375, "height": 740}
 
 
 @pytest.fixture
-def phone_page(settings, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield browser.new_page(viewport=PHONE)
-        finally:
-            browser.close()
+def phone_page(browser):
+    return browser.new_page(viewport=PHONE)
 
 
 @pytest.mark.django_db(transaction=True)

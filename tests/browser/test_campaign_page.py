@@ -6,92 +6,20 @@ starts at that time. Screenshots at desktop and phone width go to
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
+from tests.browser.support import CHROMIUM, NO_CHROMIUM, PHONE, login, no_horizontal_scroll
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Chromium is not installed (apt-get install chromium): cannot drive a browser.",
-    ),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
     pytest.mark.django_db(transaction=True),
 ]
-
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def browser_settings(settings, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the test also
-    # drives the engine from it (the live server has its own thread).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    return settings
-
-
-@pytest.fixture
-def browser(browser_settings):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    where = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    where.mkdir(parents=True, exist_ok=True)
-    return where
-
-
-def _login(browser, live_server, *, viewport=DESKTOP):
-    page = browser.new_page(viewport=viewport)
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "pw-root")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
-    return page
-
-
-@pytest.fixture
-def account(make_account):
-    return make_account(
-        balance=Decimal("1000"),
-        credentials={"seed": 3, "delivery_delay": 0, "mix": {"delivered": 0.8, "expired": 0.2}},
-        requests_per_second=0,
-        messages_per_second=10,  # batches of 10
-    )
 
 
 def _campaign(account, n: int):
@@ -131,12 +59,6 @@ def _receipts(account) -> int:
     return tasks.poll_statuses(backend=later)
 
 
-def _no_horizontal_scroll(page) -> bool:
-    return page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1"
-    )
-
-
 def test_send_watch_the_bar_reach_100_and_receipts_arrive_without_reload(
     live_server, superuser, account, browser, shots
 ):
@@ -144,7 +66,7 @@ def test_send_watch_the_bar_reach_100_and_receipts_arrive_without_reload(
     from campaigns.models import Campaign
 
     campaign = _campaign(account, 30)
-    page = _login(browser, live_server)
+    page = login(browser, live_server)
     change = f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/"
     page.goto(change)
     page.screenshot(path=shots / "campaign-draft-desktop.png", full_page=True)
@@ -180,13 +102,13 @@ def test_send_watch_the_bar_reach_100_and_receipts_arrive_without_reload(
     # Final: polling stops (the live part comes back without hx-trigger).
     assert page.locator("#campaign-live[hx-trigger]").count() == 0
     page.screenshot(path=shots / "campaign-done-desktop.png", full_page=True)
-    assert _no_horizontal_scroll(page)
+    assert no_horizontal_scroll(page)
 
-    phone = _login(browser, live_server, viewport=PHONE)
+    phone = login(browser, live_server, viewport=PHONE)
     phone.goto(change)
     phone.locator("#campaign-report polyline").first.wait_for()
     phone.screenshot(path=shots / "campaign-done-phone.png", full_page=True)
-    assert _no_horizontal_scroll(phone)
+    assert no_horizontal_scroll(phone)
     # Top first: the state and the bar are on the first screen of a phone.
     assert phone.locator(".campaign-bar").bounding_box()["y"] < PHONE["height"]
 
@@ -199,7 +121,7 @@ def test_pause_freezes_the_counts(live_server, superuser, account, browser, shot
     campaign = _campaign(account, 40)
     campaign_send_now(campaign=campaign, user=superuser)
     campaign_dispatch(campaign_id=campaign.pk, max_batches=1)
-    page = _login(browser, live_server)
+    page = login(browser, live_server)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     _wait_count(page, "awaiting", 10)
 
@@ -220,10 +142,10 @@ def test_pause_freezes_the_counts(live_server, superuser, account, browser, shot
         }
     )
     page.screenshot(path=shots / "campaign-paused-desktop.png", full_page=True)
-    phone = _login(browser, live_server, viewport=PHONE)
+    phone = login(browser, live_server, viewport=PHONE)
     phone.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     phone.screenshot(path=shots / "campaign-paused-phone.png", full_page=True)
-    assert _no_horizontal_scroll(phone)
+    assert no_horizontal_scroll(phone)
 
 
 def test_cancel_asks_first(live_server, superuser, account, browser, shots):
@@ -234,7 +156,7 @@ def test_cancel_asks_first(live_server, superuser, account, browser, shots):
     campaign = _campaign(account, 25)
     campaign_send_now(campaign=campaign, user=superuser)
     campaign_dispatch(campaign_id=campaign.pk, max_batches=1)
-    page = _login(browser, live_server)
+    page = login(browser, live_server)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
 
     page.click("#campaign-live a.campaign-cancel")
@@ -272,7 +194,7 @@ def test_a_schedule_set_in_sydney_time_starts_at_that_time(
     local = (datetime.now(sydney) + timedelta(days=1)).replace(
         hour=9, minute=30, second=0, microsecond=0
     )
-    page = _login(browser, live_server)
+    page = login(browser, live_server)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     page.click("#campaign-live a.campaign-schedule")
     assert page.locator("select[name=time_zone]").input_value() == "UTC"  # the account's zone

@@ -10,14 +10,11 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Message
 from contacts.models import Contact
-from tests.browser import test_sms_counter as _browser
-
-CHROMIUM = _browser.CHROMIUM
-browser_settings, page = _browser.browser_settings, _browser.page
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: no browser to drive."),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.test_sms_counter import CHROMIUM, browser_settings, page  # noqa: F401
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: no browser."),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 
@@ -17,7 +17,7 @@ pytestmark = [
 def test_only_the_chosen_backends_credentials_are_shown(
     live_server,
     superuser,
-    page,  # noqa: F811
+    page,
 ):
     page.set_default_timeout(15_000)
     page.goto(f"{live_server.url}/admin/login/?next=/admin/providers/provideraccount/add/")

@@ -9,18 +9,12 @@ import pytest
 from playwright.sync_api import expect
 
 from campaigns.models import Message
-from tests.browser import test_sms_counter as _browser
-from tests.campaigns import engine_helpers as _engine
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 from tests.campaigns.test_dashboard import _run_on_simulator, _simulator_account
-
-# The fixtures this module uses, from the modules that define them.
-CHROMIUM = _browser.CHROMIUM
-browser_settings, page = _browser.browser_settings, _browser.page
-enqueue_calls, enqueued = _engine.enqueue_calls, _engine.enqueued
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: no browser to drive."),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 S = Message.Status

@@ -8,13 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.browser.test_sms_counter import CHROMIUM, browser_settings, page  # noqa: F401
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Chromium is not installed: cannot drive a browser."
-    ),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 
@@ -35,7 +33,7 @@ def test_campaign_filter_autocomplete_and_national_phone_search(
     live_server,
     superuser,
     messages,
-    page,  # noqa: F811
+    page,
 ):
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

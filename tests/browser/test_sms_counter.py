@@ -3,68 +3,18 @@ switches the counter to UCS-2, shows the segments and highlights them."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 from playwright.sync_api import expect
 
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
+from tests.browser.support import CHROMIUM, NO_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Chromium is not installed (apt-get install chromium): cannot drive a browser.",
-    ),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
 ]
 
 CURLY = "\u2019"
 EMOJI = "\U0001f600"
-
-
-@pytest.fixture
-def browser_settings(settings, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; Django's ORM
-    # refuses that unless told it is fine (the live server has its own thread).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    # The live server speaks plain HTTP: secure-only cookies would never be sent.
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    return settings
-
-
-@pytest.fixture
-def page(browser_settings):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            new_page = browser.new_page()
-            new_page.csp_violations = []
-            new_page.on(
-                "console",
-                lambda msg: (
-                    "Content Security Policy" in msg.text
-                    and new_page.csp_violations.append(msg.text)
-                ),
-            )
-            yield new_page
-        finally:
-            browser.close()
 
 
 @pytest.mark.django_db(transaction=True)

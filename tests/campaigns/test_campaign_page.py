@@ -378,3 +378,23 @@ def test_a_large_campaigns_report_is_cached_and_says_how_old_it_is(
     final = client.get(url).content.decode()
     assert "hx-trigger" not in final
     assert f'data-credits="refunded">{campaign.failed_count}.00<' in final
+
+
+def test_a_campaign_through_a_provider_without_receipts_never_reads_awaiting(
+    client, operator, account, enqueued
+):
+    # FullSMS documents no delivery report: "awaiting 20 receipts" and a page
+    # polling for them forever would be untrue.
+    client.force_login(operator)
+    campaign = _sent(account, operator)
+    account.backend = "fullsms"
+    account.save(update_fields=["backend"])
+
+    live = client.get(live_url(campaign)).content.decode()
+    assert "Completed — 20 sent, no delivery reports from FullSMS" in live
+    assert "awaiting receipt" not in live.lower()
+    assert "Sent, no delivery reports" in live and 'data-count="awaiting">20<' in live
+    assert "hx-trigger" not in live  # final: polling stops
+    html = client.get(reverse("admin:campaigns_campaign_changelist")).content.decode()
+    assert "Completed — 20 sent, no delivery reports from FullSMS" in html
+    assert "awaiting 20" not in html

@@ -15,6 +15,7 @@ from campaigns.models import Campaign, Message
 from campaigns.provider_optouts import provider_optouts_sync, sync_provider_optouts
 from campaigns.services import campaign_send_now
 from contacts.models import OptOut
+from contacts.services import optout_remove
 from providers.backends.smseveryone import SmsEveryoneBackend
 from providers.services import credits_reconcile
 from tests.campaigns.engine_helpers import (
@@ -127,3 +128,41 @@ def test_the_periodic_sync_reports_an_account_that_cannot_answer(make_account):
     result = sync_provider_optouts()
     assert result["added"] == {}
     assert "username" in result["errors"][account.name]
+
+
+def test_a_number_staff_opt_back_in_is_opted_back_in_at_the_provider_not_re_added(
+    make_account, superuser
+):
+    # SMS Everyone washes every send against its list ("All SMS messages are
+    # washed against your optout database"): a number opted back in here but
+    # left on that list would still be dropped, and the sync would bring
+    # the opt-out straight back.
+    account = make_account(backend="smseveryone", credentials=CREDENTIALS)
+    fake = smseveryone(credits=0, opted_out=["+61400555555", "+61400999999"])
+    backend = SmsEveryoneBackend(credentials=CREDENTIALS, transport=fake.transport)
+    assert provider_optouts_sync(account=account, backend=backend) == 2
+
+    optout_remove(phone="+61400555555", user=superuser, reason="asked by phone")
+    assert provider_optouts_sync(account=account, backend=backend) == 0
+
+    assert not OptOut.objects.filter(phone="+61400555555").exists()
+    assert fake.state["optouts"] == {"61400999999"}
+    deletes = [c.json for c in fake.calls_to("/optouts") if c.json["Action"] == "delete"]
+    assert deletes == [{"Action": "delete", "Originator": ["61400555555"]}]
+    assert provider_optouts_sync(account=account, backend=backend) == 0  # nothing left to do
+    assert len([c for c in fake.calls_to("/optouts") if c.json["Action"] == "delete"]) == 1
+
+
+def test_a_provider_opt_out_newer_than_the_local_opt_in_wins(make_account, superuser):
+    account = make_account(backend="smseveryone", credentials=CREDENTIALS)
+    fake = smseveryone(credits=0, opted_out=["+61400555555"])
+    backend = SmsEveryoneBackend(credentials=CREDENTIALS, transport=fake.transport)
+    provider_optouts_sync(account=account, backend=backend)
+    optout_remove(phone="+61400555555", user=superuser)
+    # The number opted out again at the provider after that (a reply to its
+    # opt-out number): that is the newer wish.
+    fake.state["optout_added"] = {"61400555555": "2099-01-01 00:00:00"}
+
+    assert provider_optouts_sync(account=account, backend=backend) == 1
+    assert OptOut.objects.get(phone="+61400555555").source == OptOut.Source.PROVIDER
+    assert not [c for c in fake.calls_to("/optouts") if c.json["Action"] == "delete"]

@@ -302,3 +302,24 @@ def test_no_other_code_writes_a_campaigns_status():
         "Campaign.status is written outside campaigns/states.py: "
         "go through campaign_transition() instead."
     )
+
+
+def test_a_provider_without_delivery_reports_never_reads_awaiting_receipts():
+    # FullSMS documents no report, webhook or inbound call: its accepted
+    # messages stay "sent" for good, so "awaiting N receipts" (and a page
+    # polling forever) would be untrue.
+    from providers.models import ProviderAccount
+
+    fullsms = ProviderAccount(name="F", backend="fullsms")
+    shown = status_display(_campaign(account=fullsms, status=C.COMPLETED, sent_count=12))
+    assert shown.label == "Completed — 12 sent, no delivery reports from FullSMS"
+    assert "awaiting" not in shown.label and "delivered" not in shown.label.lower()
+    assert shown.final  # nothing will change: the page stops polling
+    cancelled = status_display(_campaign(account=fullsms, status=C.CANCELLED, sent_count=3))
+    assert (cancelled.label, cancelled.final) == ("Cancelled", True)
+    sending = status_display(_campaign(account=fullsms, status=C.SENDING, sent_count=3))
+    assert sending.label == "Sending"
+    # A provider that reports keeps saying it waits.
+    callr = ProviderAccount(name="C", backend="callr")
+    shown = status_display(_campaign(account=callr, status=C.COMPLETED, sent_count=12))
+    assert (shown.label, shown.final) == ("Sent — awaiting 12 receipts", False)

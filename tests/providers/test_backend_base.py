@@ -268,9 +268,6 @@ def test_operations_a_backend_lacks_raise_unsupported_permanently():
         lambda: backend.lookup_by_reference(["m1"]),
         lambda: backend.balance(),
         lambda: backend.top_up(5),
-        lambda: backend.cancel(ref),
-        lambda: backend.pause(ref),
-        lambda: backend.resume(ref),
         lambda: backend.optouts_list(),
         lambda: backend.parse_webhook(None),
     ]
@@ -281,9 +278,9 @@ def test_operations_a_backend_lacks_raise_unsupported_permanently():
     # send() never raises: a backend without send hooks refuses each message.
     [result] = backend.send([OutboundSms(reference="m1", to="+61400123456", body="x")])
     assert (result.outcome, result.error_kind) == (SendOutcome.REFUSED_PERMANENT, "unsupported")
-    assert not backend.supports(Capability.CANCEL)
-    with pytest.raises(UnsupportedOperation, match="demo does not support cancel"):
-        backend.require(Capability.CANCEL, "cancel")
+    assert not backend.supports(Capability.OPTOUTS)
+    with pytest.raises(UnsupportedOperation, match="demo does not support opt-out list"):
+        backend.require(Capability.OPTOUTS, "opt-out list")
 
 
 def test_provider_error_as_dict_is_json_safe():
@@ -310,7 +307,7 @@ def test_unknown_backend_key_names_the_known_ones():
 
 
 def test_backend_capabilities_without_an_instance():
-    assert backend_capabilities("simulator") == frozenset(Capability) - {Capability.LISTS}
+    assert backend_capabilities("simulator") == frozenset(Capability)
     assert Capability.LOOKUP_BY_REFERENCE not in backend_capabilities("smseveryone")
 
 

@@ -19,12 +19,11 @@ from providers.backends.base import (
     ErrorKind,
     OutboundSms,
     ProviderError,
-    RemoteList,
     SenderOption,
     SendOutcome,
     batch_stop_error,
 )
-from providers.backends.fullsms import FullSmsBackend, RemoteTemplate
+from providers.backends.fullsms import FullSmsBackend
 from tests.campaigns.engine_helpers import clock, enqueue_calls, enqueued  # noqa: F401
 from tests.providers.contract.fakes import FakeProvider, answer
 
@@ -34,17 +33,7 @@ BASE = "https://api.fullsms.com"
 # --- the doc's example answers, verbatim -------------------------------------
 BALANCE = {"balance": 100}
 NUMBERS = {"total_numbers": 1, "numbers": [{"number": "441111111111", "country": "GB"}]}
-LISTS = {
-    "total_lists": 1,
-    "lists": [
-        {"list_id": 7, "name": "yourlistName", "subscribe_word": None, "subscribed_contacts": 1}
-    ],
-}
 SENDERIDS = {"total_senderids": 1, "senderids": ["COPERATO"]}
-TEMPLATES = {
-    "total_templates": 1,
-    "templates": [{"template_id": 7, "name": "yourTemplateName", "content": "Hello World"}],
-}
 SENT = {
     "status": "approved",
     "campaign_id": "68a6ce95-03b2-11ee-910d-0264ec2cd11b",
@@ -87,9 +76,7 @@ BALANCE_LOW = {
 ACCOUNT_CALLS = {
     "/account/balance": BALANCE,
     "/account/numbers": NUMBERS,
-    "/account/lists": LISTS,
     "/account/senderids": SENDERIDS,
-    "/account/templates": TEMPLATES,
 }
 
 
@@ -129,16 +116,14 @@ def test_fullsms_is_registered_with_honest_capabilities():
     cls = backend_class("fullsms")
     assert cls is FullSmsBackend
     assert cls.capabilities == {Capability.SCHEDULE, Capability.BALANCE, Capability.SENDERS}
-    # No report, reply, cancel or lookup call in the doc.
+    # No report, reply or lookup call in the doc.
     for missing in (
         Capability.DLR_POLL,
         Capability.DLR_WEBHOOK,
         Capability.REPLIES_POLL,
         Capability.REPLIES_WEBHOOK,
-        Capability.CANCEL,
         Capability.LOOKUP_BY_REFERENCE,
         Capability.TOPUP,
-        Capability.LISTS,
     ):
         assert not cls.supports(missing)
     assert cls.max_batch == 500
@@ -177,15 +162,6 @@ def test_numbers_and_sender_ids_become_sender_options():
         assert_doc_headers(call.request)
 
 
-def test_lists_and_templates_are_read():
-    fake = make_fake()
-    backend = backend_on(fake)
-    assert backend.lists_list() == [RemoteList(list_id="7", name="yourlistName", count=1)]
-    assert backend.templates() == [
-        RemoteTemplate(template_id="7", name="yourTemplateName", content="Hello World")
-    ]
-
-
 @pytest.mark.parametrize("path", sorted(ACCOUNT_CALLS))
 @pytest.mark.parametrize(
     ("status", "body", "kind", "permanent"),
@@ -202,9 +178,7 @@ def test_account_calls_map_the_documented_errors(path, status, body, kind, perma
     operation = {
         "/account/balance": backend.balance,
         "/account/numbers": backend.numbers,
-        "/account/lists": backend.lists_list,
         "/account/senderids": backend.sender_ids,
-        "/account/templates": backend.templates,
     }[path]
     with pytest.raises(ProviderError) as caught:
         operation()

@@ -297,28 +297,9 @@ def test_a_balance_too_low_refuses_the_whole_call_and_charges_nothing():
     assert len(backend.send(batch(3))) == 3
 
 
-def test_pause_holds_a_scheduled_batch_resume_sends_it_cancel_drops_it():
-    clock = Clock()
-    backend = sim(clock, mix={"delivered": 1}, delivery_delay=1)
-    when = datetime.fromtimestamp(T0 + 60, UTC)
-    paused = backend.send(batch(2, prefix="p", send_at=when))
-    cancelled = backend.send(batch(2, prefix="c", send_at=when))
-    backend.pause(refs(paused)[0])
-    backend.cancel(ProviderRef(provider_ref=cancelled[0].provider_ref))  # batch from the ref
-    clock.now += 600
-    statuses = {u.reference: u.status for u in backend.fetch_statuses(refs(paused + cancelled))}
-    assert statuses == {"p0": DeliveryStatus.QUEUED, "p1": DeliveryStatus.QUEUED}
-    backend.resume(refs(paused)[0])
-    clock.now += 600
-    statuses = {u.reference: u.status for u in backend.fetch_statuses(refs(paused + cancelled))}
-    assert statuses == {"p0": DeliveryStatus.DELIVERED, "p1": DeliveryStatus.DELIVERED}
-    with pytest.raises(ProviderError, match="was cancelled"):
-        backend.resume(refs(cancelled)[0])
-
-
 def test_every_capability_is_supported_without_any_network():
     backend = sim()
-    assert backend.capabilities == frozenset(Capability) - {Capability.LISTS}
+    assert backend.capabilities == frozenset(Capability)
     backend.optouts_add(["+61400000005"])
     assert [o.number for o in backend.optouts_list()] == ["+61400000005"]
     [refused] = backend.send([OutboundSms(reference="o", to="+61400000005", body="x")])

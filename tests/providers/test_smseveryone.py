@@ -383,46 +383,6 @@ def test_password_never_reaches_logs_or_errors(caplog):
     assert caught.value.kind == "auth"
 
 
-# ------------------------------------------------------- campaign actions
-
-
-def test_cancel_pause_resume_post_the_documented_actions():
-    api = Api(
-        {"Message": "Deleted", "Code": 0},
-        {"Message": "Paused", "Code": 0},
-        {"Message": "Unpaused", "Code": 0},
-    )
-    b = backend(api)
-    ref = ProviderRef(provider_ref="11967218-61400123456", provider_batch_ref="11967218")
-    b.cancel(ref)
-    b.pause(ref)
-    b.resume(ref)
-    assert api.calls == [
-        ("POST", f"{BASE}/campaign", {"CampaignId": 11967218, "Action": "delete"}),
-        ("POST", f"{BASE}/campaign", {"CampaignId": 11967218, "Action": "pause"}),
-        ("POST", f"{BASE}/campaign", {"CampaignId": 11967218, "Action": "unpause"}),
-    ]
-
-
-def test_campaign_id_is_read_from_the_provider_ref_when_no_batch_ref():
-    api = Api({"Message": "Paused", "Code": 0})
-    backend(api).pause(ProviderRef(provider_ref="11967218-61400123456"))
-    assert api.calls[0][2] == {"CampaignId": 11967218, "Action": "pause"}
-
-
-def test_cancelling_a_deleted_campaign_is_done_but_a_completed_one_is_an_error():
-    api = Api(
-        {"Message": "Deletion request for previously deleted campaign", "Code": -107},
-        {"Message": "Deletion request for completed campaign", "Code": -106},
-    )
-    b = backend(api)
-    ref = ProviderRef(provider_ref="1-61400123456", provider_batch_ref="1")
-    b.cancel(ref)
-    with pytest.raises(ProviderError) as caught:
-        b.cancel(ref)
-    assert (caught.value.code, caught.value.permanent) == ("-106", True)
-
-
 def test_delivery_status_of_one_number_asks_for_that_destination():
     api = Api(
         {

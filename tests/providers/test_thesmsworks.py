@@ -627,26 +627,6 @@ def test_lookup_without_numbers_never_reports_a_batch_member_as_unsent(provider,
 
 
 # ---------------------------------------------------------- other calls
-def test_cancel_a_scheduled_message_or_batch(provider, backend):
-    provider.on(
-        "DELETE", "/messages/schedule/77", (200, {"messageid": "77", "status": "CANCELLED"})
-    )
-    provider.on("DELETE", "/batches/schedule/b-1", (200, {"batchid": "b-1", "status": "CANCELLED"}))
-    backend.cancel(ProviderRef(provider_ref="77"))
-    backend.cancel(ProviderRef(provider_ref="", provider_batch_ref="b-1"))
-    assert [(r.method, str(r.url)) for r in provider.api_calls()] == [
-        ("DELETE", f"{BASE}/messages/schedule/77"),
-        ("DELETE", f"{BASE}/batches/schedule/b-1"),
-    ]
-    assert all(r.headers["Authorization"] == JWT for r in provider.api_calls())
-
-
-def test_cancel_without_any_id_is_refused(provider, backend):
-    with pytest.raises(ProviderError):
-        backend.cancel(ProviderRef(provider_ref=""))
-    assert provider.requests == []
-
-
 def test_balance_reads_credits(provider, backend):
     provider.on("GET", "/credits/balance", (200, {"credits": 12.5}))
     assert backend.balance() == Decimal("12.5")

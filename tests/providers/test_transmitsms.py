@@ -326,12 +326,6 @@ def test_a_send_the_provider_does_not_know_is_skipped():
     assert len(api.requests) == 2
 
 
-def test_cancel_sms_cancels_the_scheduled_send():
-    api = Api({"error": SUCCESS})
-    backend(api).cancel(ProviderRef("3400958-61400000001", "3400958"))
-    assert api.calls == [("/cancel-sms.json", {"id": "3400958"})]
-
-
 def test_get_balance():
     api = Api({"balance": 1234.56, "currency": "AUD", "error": SUCCESS})
     assert backend(api).balance() == Decimal("1234.56")

@@ -48,16 +48,35 @@ def campaign(request: httpx.Request, fake: fakes.FakeProvider) -> httpx.Response
 
 
 def optouts(request: httpx.Request, fake: fakes.FakeProvider) -> httpx.Response:
+    """``/api/optouts``: ``add``, ``delete`` (opt back in) and ``list``, as the
+    doc's examples answer them; ``fake.state["optouts"]`` holds the list and
+    ``fake.state["optout_added"]`` the ``Added`` time of each number."""
     if not _authorised(request):
         return httpx.Response(401, json={"Message": "Authorization has been denied."})
-    listed = sorted(fake.state.setdefault("optouts", set()))
+    body = json.loads(request.content)
+    listed = fake.state.setdefault("optouts", set())
+    added = fake.state.setdefault("optout_added", {})
+    if body.get("Action") == "add":
+        listed.update(body["Originator"])
+        return httpx.Response(200, json={"Message": "Origins added", "Code": 0})
+    if body.get("Action") == "delete":
+        gone = [n for n in body["Originator"] if n in listed]
+        listed.difference_update(gone)
+        return httpx.Response(
+            200, json={"Message": f"Deleted {len(gone)} OptOut number", "Code": 0}
+        )
     return httpx.Response(
         200,
         json={
             "Count": len(listed),
             "OptOut": [
-                {"Added": "2018-12-05 18:52:42", "Originator": n, "MessageText": "", "Reason": ""}
-                for n in listed
+                {
+                    "Added": added.get(n, "2018-12-05 18:52:42"),
+                    "Originator": n,
+                    "MessageText": "",
+                    "Reason": "Client",
+                }
+                for n in sorted(listed)
             ],
         },
     )
