@@ -14,16 +14,14 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser import test_campaign_page as _page
+from tests.browser.support import CHROMIUM, DESKTOP, NO_CHROMIUM, PHONE, login, no_horizontal_scroll
+from tests.browser.test_campaign_page import _receipts
 
-CHROMIUM = _page.CHROMIUM
-browser_settings, browser, shots = _page.browser_settings, _page.browser, _page.shots
-DESKTOP, PHONE = _page.DESKTOP, _page.PHONE
 NUMBER = "+61412300100"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: no browser to drive."),
+    pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -63,7 +61,7 @@ def _inbound(account, body: str, ref: str):
 
 
 def _open(browser, live_server, conversation, *, viewport=DESKTOP):
-    page = _page._login(browser, live_server, viewport=viewport)
+    page = login(browser, live_server, viewport=viewport)
     # The site's CSP forbids inline scripts and eval: any violation is a defect.
     page.csp_violations = []
     page.on(
@@ -99,7 +97,7 @@ def test_answer_a_reply_in_the_thread_and_see_it_sent_and_delivered(
     out = page.locator(".thread-out").last
     expect(out.locator(".thread-status")).to_have_text("Sent, awaiting the delivery receipt")
     expect(page.locator(".thread-pending")).to_have_count(0)
-    assert _page._receipts(account) == 1
+    assert _receipts(account) == 1
     expect(out.locator(".thread-status")).to_have_text("Delivered")
     expect(out).to_contain_text("Reply from the inbox by root")
     link = out.locator("a").first
@@ -111,7 +109,7 @@ def test_answer_a_reply_in_the_thread_and_see_it_sent_and_delivered(
     phone = _open(browser, live_server, conversation, viewport=PHONE)
     expect(phone.locator(".thread-out .thread-status")).to_have_text("Delivered")
     phone.screenshot(path=shots / "inbox-thread-phone.png", full_page=True)
-    assert _page._no_horizontal_scroll(phone)
+    assert no_horizontal_scroll(phone)
 
 
 def test_a_stop_while_the_thread_is_open_opts_out_and_disables_the_reply_box(
@@ -139,7 +137,7 @@ def test_a_stop_while_the_thread_is_open_opts_out_and_disables_the_reply_box(
     phone = _open(browser, live_server, conversation, viewport=PHONE)
     expect(phone.locator("#id_body")).to_be_disabled()
     phone.screenshot(path=shots / "inbox-stop-phone.png", full_page=True)
-    assert _page._no_horizontal_scroll(phone)
+    assert no_horizontal_scroll(phone)
 
     # The inbox list says it too, in words.
     for view, size in ((page, "desktop"), (phone, "phone")):
@@ -179,4 +177,4 @@ def test_opt_back_in_with_a_reason_from_the_thread(
     page.set_viewport_size(PHONE)
     page.reload()
     page.screenshot(path=shots / "inbox-optin-phone.png", full_page=True)
-    assert _page._no_horizontal_scroll(page)
+    assert no_horizontal_scroll(page)
