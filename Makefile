@@ -30,8 +30,14 @@ run: setup
 	@echo ""
 	$(PY) -m smsoffice.runall --host $(HOST) --port $(PORT)
 
+# Two passes: everything but the `serial` tests on TEST_WORKERS processes
+# (pytest-xdist; each its own test database and Redis db), then the `serial`
+# ones (real workers, subprocesses, racing threads) alone in one process.
+# Exit code 5 is "nothing selected" (PYTEST_ARGS naming one file, say).
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -p no:xdist -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# serial: the machine to itself, in make test's one-process pass (see the Makefile).
+pytestmark = pytest.mark.serial
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -20,7 +20,9 @@ from tests.campaigns.engine_helpers import (
     new_phones,
 )
 
+# serial: the machine to itself, in make test's one-process pass (see the Makefile).
 pytestmark = [
+    pytest.mark.serial,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(

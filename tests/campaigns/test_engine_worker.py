@@ -14,6 +14,9 @@ import pytest
 
 from tests.campaigns.worker_site import ROOT, WorkerSite
 
+# serial: the machine to itself, in make test's one-process pass (see the Makefile).
+pytestmark = pytest.mark.serial
+
 ON_SQLITE = not os.environ.get("DATABASE_URL", "").startswith("postgres")
 ON_PG_REDIS = not ON_SQLITE and bool(os.environ.get("REDIS_URL"))
 

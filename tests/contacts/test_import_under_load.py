@@ -20,6 +20,9 @@ from django.db import connection
 
 SCENARIO = Path(__file__).with_name("fault_import_scenario.py")
 
+# serial: the machine to itself, in make test's one-process pass (see the Makefile).
+pytestmark = pytest.mark.serial
+
 
 @pytest.mark.skipif(
     connection.vendor != "sqlite", reason="the scenario is about SQLite's single writer"

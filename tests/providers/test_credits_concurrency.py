@@ -29,7 +29,9 @@ from providers.services import (
 )
 from tests.providers.test_credits import sms_test_backends  # noqa: F401 (autouse fixture)
 
+# serial: the machine to itself, in make test's one-process pass (see the Makefile).
 pytestmark = [
+    pytest.mark.serial,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
 ]

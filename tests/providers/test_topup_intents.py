@@ -207,6 +207,7 @@ def test_a_person_can_settle_an_unknown_top_up_as_not_applied(reseller_tree, acc
     assert (main.balance, main.reserved, fresh(sub).balance) == (D("100"), D("0"), D("0"))
 
 
+@pytest.mark.serial  # waits of up to 10 s between threads: the machine to itself
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_provider_does_not_make_a_reserve_on_the_same_reseller_wait(
