@@ -1,7 +1,7 @@
 """What a contact received and said: the last messages and replies of a number.
 
 Read by the contact page (``contacts.admin``); both queries use the phone
-indexes (``msg_phone``, ``inbound_phone``), so they cost the same with a
+indexes (``msg_phone_time``, ``inbound_phone``), so they cost the same with a
 million messages.
 """
 

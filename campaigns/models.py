@@ -226,9 +226,9 @@ class Message(models.Model):
                 fields=["claimed_at"], name="msg_submitting", condition=Q(status="submitting")
             ),
             models.Index(fields=["claim_token"], name="msg_claim_token"),
-            models.Index(fields=["phone"], name="msg_phone"),
             # A number's thread in the inbox: its newest messages first, read
             # 50 at a time by keyset (campaigns.thread), never sorting them all.
+            # Its prefix serves every search by phone (no index of its own).
             models.Index(fields=["phone", "created_at", "id"], name="msg_phone_time"),
             # The Messages list of one campaign, newest first, paged.
             models.Index(fields=["campaign", "id"], name="msg_campaign_id"),
