@@ -18,6 +18,17 @@ Reports: delivery reports and incoming messages arrive as JSON POSTs
 (:meth:`TheSmsWorksBackend.parse_webhook`); ``GET /messages/{id}`` and
 ``GET /batch/{id}`` poll them; ``POST /messages`` with ``{"tag": ...}`` finds
 messages by our reference after a crash.
+
+Replies are polled too: ``POST /messages`` ("Get messages matching your
+search criteria") takes ``status``, ``from`` and ``to`` (ISO 8601 times), and
+INCOMING is one of the statuses a message has (README), so
+``{"status": "INCOMING", "from": <last poll - overlap>, "to": <now>}``
+lists the replies (:meth:`TheSmsWorksBackend.fetch_replies`). A user
+without a public HTTPS address still gets replies and STOPs; the webhook,
+when set, only brings them sooner (each reply is stored once per
+``messageid``). The doc does not show an incoming message's fields in a
+query answer, so the webhook's (``from``, ``to``, ``content``) are read,
+with the report's (``sender``, ``destination``) as fallbacks.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -132,6 +143,10 @@ MESSAGE_LEVEL_CODES = frozenset({"4001", "4002", "4004", "4006", "4034"}) | froz
 
 TOKEN_CACHE_SECONDS = 12 * 3600
 MAX_TAG = 280
+#: The first reply poll of an account looks back this far; later ones start
+#: at the previous poll less an overlap (replies are stored once per id).
+REPLY_LOOKBACK = timedelta(days=1)
+REPLY_OVERLAP = timedelta(minutes=10)
 
 
 def e164(value: Any) -> str:
@@ -197,6 +212,7 @@ class TheSmsWorksBackend(SmsBackend):
             Capability.SCHEDULE,
             Capability.DLR_POLL,
             Capability.DLR_WEBHOOK,
+            Capability.REPLIES_POLL,
             Capability.REPLIES_WEBHOOK,
             Capability.BALANCE,
             Capability.LOOKUP_BY_REFERENCE,
@@ -209,10 +225,10 @@ class TheSmsWorksBackend(SmsBackend):
     #: ``refunded`` itself, so the blanket rule stays off.
     refunds_failed = False
     webhook_setup_note = (
-        "Replies (and STOPs) reach us only through the Replies URL: paste it as the incoming "
-        "messages URL on your SMS Works account page; the API has no reply polling we can "
-        "rely on. Delivery reports need nothing: each message carries our Delivery reports "
-        "URL when PUBLIC_BASE_URL is set."
+        "Replies (and STOPs) are polled every minute; to get them at once, paste the Replies "
+        "URL as the incoming messages URL on your SMS Works account page. Delivery reports "
+        "need nothing: each message carries our Delivery reports URL when PUBLIC_BASE_URL "
+        "is set."
     )
 
     REQUIRED_CREDENTIALS = ("customerid", "key", "secret")
@@ -646,18 +662,57 @@ class TheSmsWorksBackend(SmsBackend):
         return parsed
 
     def _inbound(self, item: Mapping[str, Any]) -> InboundSms:
-        sender = _text(item.get("from"))
+        """An incoming message: the webhook's object (``from``, ``to``,
+        ``content``, ``messageid``) or a query item (``sender`` and
+        ``destination`` when ``from``/``to`` are absent)."""
+        sender = _text(item.get("from") or item.get("sender"))
         if not sender:
             raise WebhookError("An incoming message needs 'from' (the sender's number).")
+        to = item.get("to") or item.get("destination")
         received = parse_local_datetime(item.get("created") or item.get("received"))
         return InboundSms(
             from_number=e164(sender),
             body=_text(item.get("content")) if item.get("content") is not None else "",
             received_at=received or datetime.now(UTC),
-            provider_ref=_text(item.get("messageid")),
-            to_number=e164(item.get("to")) if item.get("to") else "",
+            provider_ref=_text(item.get("messageid") or item.get("_id")),
+            to_number=e164(to) if to else "",
             raw=dict(item),
         )
+
+    # ------------------------------------------------------------ replies
+    def _reply_cursor_key(self) -> str:
+        who = (
+            self.account_key
+            or hashlib.sha256(self._credentials()["customerid"].encode()).hexdigest()[:16]
+        )
+        return f"smsoffice:thesmsworks:replies:{who}"
+
+    def fetch_replies(self) -> list[InboundSms]:
+        """Incoming messages since the last poll (less :data:`REPLY_OVERLAP`),
+        through ``POST /messages`` with ``status: INCOMING``. Items that are
+        not incoming (a provider ignoring the filter) are left out; one
+        without a sender is logged and skipped."""
+        from django.core.cache import cache
+
+        now = datetime.now(UTC)
+        last = cache.get(self._reply_cursor_key())
+        start = (
+            datetime.fromtimestamp(float(last), UTC) - REPLY_OVERLAP
+            if last
+            else now - REPLY_LOOKBACK
+        )
+        query = {"status": "INCOMING", "from": self._schedule(start), "to": self._schedule(now)}
+        body = self.call("POST", "/messages", json_body=query, operation="replies")
+        replies = []
+        for item in _items(body, "messages"):
+            if not self._is_inbound(item):
+                continue
+            try:
+                replies.append(self._inbound(item))
+            except WebhookError:
+                logger.warning("%s: incoming message without a sender skipped", self.name)
+        cache.set(self._reply_cursor_key(), now.timestamp(), timeout=None)
+        return replies
 
     # ------------------------------------------------------------ misc
     def balance(self) -> Decimal:

@@ -122,10 +122,13 @@ def test_hmac_signatures_in_base64_or_hex_are_checked_in_constant_time():
     assert not hmac_signature_valid(body, secret, "")
 
 
-def test_the_sms_works_account_page_says_replies_need_the_webhook(client, superuser, make_account):
+def test_the_sms_works_account_page_says_replies_are_polled_and_the_webhook_is_faster(
+    client, superuser, make_account
+):
     account = smsworks_account(make_account)
     client.force_login(superuser)
     page = client.get(reverse("admin:providers_provideraccount_change", args=[account.pk]))
     text = page.content.decode()
-    assert "Replies (and STOPs) reach us only through the Replies URL" in text
+    assert "Replies (and STOPs) are polled every minute" in text
+    assert "Replies are received." in text
     assert f"/hooks/thesmsworks/{account.webhook_token}/inbound/" in text

@@ -4,13 +4,18 @@ one endpoint, errors inside HTTP 200."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+from dataclasses import replace
+from datetime import UTC
 
 import httpx
 
+from providers.backends.base import DeliveryStatus
 from providers.backends.callr import CallrBackend
 from tests.providers.contract import fakes
-from tests.providers.contract.profiles import ContractProfile, register
+from tests.providers.contract.profiles import ContractProfile, Hook, register
 
 CREDENTIALS = {"login": "acme_login", "password": "callr-pass-1"}
 
@@ -82,6 +87,7 @@ class CallrProfile(ContractProfile):
     numbers = tuple(f"+3367891234{i}" for i in range(10))
     send_paths = ("/",)
     base_path = "/json-rpc/v1.1"
+    credentials = CREDENTIALS
     not_applicable = {
         # The case counts on m1 and m2 sharing one call; CALLR takes one
         # recipient per call (test_callr checks a 429 after an accepted call).
@@ -101,3 +107,67 @@ class CallrProfile(ContractProfile):
 
     def refuse(self, number: str) -> None:
         self.fake.state.setdefault("refused", set()).add(number)
+
+    # ---- statuses and replies (README "CALLR")
+    statuses = {
+        "PENDING": DeliveryStatus.QUEUED,
+        "CREATED": DeliveryStatus.QUEUED,
+        "SENT": DeliveryStatus.SENT,
+        "REMOTE_QUEUED": DeliveryStatus.SENT,
+        "RECEIVED": DeliveryStatus.DELIVERED,
+        "ERROR": DeliveryStatus.REJECTED,
+        "FAILED": DeliveryStatus.FAILED,
+        "EXPIRED": DeliveryStatus.EXPIRED,
+    }
+    undocumented_status = "ROUTING_HOLD"
+    signing_credentials = {"webhook_secret": "callr-hook-secret"}
+
+    def report_status(self, sent, sms, raw) -> None:
+        self.fake.state["sms"][sent.provider_ref]["status"] = raw
+
+    def status_webhook(self, sent, sms, raw) -> Hook:
+        event = {
+            "type": "sms.mt.status_update",
+            "event_id": self.fake.next_id("ev-"),
+            "event_at": "2026-03-14 09:26:53",
+            "hook_hash": "HOOK0001",
+            "data": {
+                "hash": sent.provider_ref,
+                "status": raw,
+                "to": sms.to,
+                "user_data": sms.reference,
+            },
+        }
+        return Hook(body=json.dumps(event).encode())
+
+    def add_reply(self, *, sender, body, at, ref) -> None:
+        self.fake.state.setdefault("sms", {})[ref] = {
+            "hash": ref,
+            "direction": "IN",
+            "from": sender,
+            "to": "+33644640000",
+            "body": body,
+            # The doc's datetime format, in UTC.
+            "date_creation": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        }
+
+    def reply_webhook(self, *, sender, body, at, ref, sent=None) -> Hook:
+        event = {
+            "type": "sms.mo",
+            "event_id": self.fake.next_id("ev-"),
+            "event_at": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "hook_hash": "HOOK0001",
+            "data": {
+                "hash": ref,
+                "from": sender,
+                "to": "+33644640000",
+                "body": body,
+                "date_received": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        }
+        return Hook(body=json.dumps(event).encode())
+
+    def sign(self, hook: Hook, *, secret: str) -> Hook:
+        digest = hmac.new(secret.encode(), hook.body, hashlib.sha256).digest()
+        signature = base64.b64encode(digest).decode()
+        return replace(hook, headers={**hook.headers, "X-CALLR-HmacSignature": signature})

@@ -41,6 +41,11 @@ class FullSmsProfile(ContractProfile):
     key = "fullsms"
     numbers = tuple(f"+9725411111{i:02d}" for i in range(1, 20))
     send_paths = ("/messages/send/to_numbers",)
+    not_applicable = {
+        case: "the doc has no status, report, webhook or inbound call (provider-docs/README: "
+        "'No delivery-report or inbound mechanism is documented')"
+        for case in ("status_poll", "status_webhook", "reply_poll", "reply_webhook")
+    }
 
     def install(self, fake: fakes.FakeProvider) -> None:
         fake.route("POST", "/messages/send/to_numbers", to_numbers)

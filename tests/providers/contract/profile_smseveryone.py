@@ -7,9 +7,10 @@ import json
 
 import httpx
 
+from providers.backends.base import DeliveryStatus
 from providers.backends.smseveryone import SmsEveryoneBackend
 from tests.providers.contract import fakes
-from tests.providers.contract.profiles import ContractProfile, register
+from tests.providers.contract.profiles import ContractProfile, Hook, register
 
 CREDENTIALS = {"username": "jimsbusiness", "password": "s56sbdyte83fs"}
 
@@ -82,6 +83,28 @@ def optouts(request: httpx.Request, fake: fakes.FakeProvider) -> httpx.Response:
     )
 
 
+def dr_status(request: httpx.Request, fake: fakes.FakeProvider) -> httpx.Response:
+    """``/api/DRStatus``: the receipts set by ``report_status``."""
+    body = json.loads(request.content)
+    # The doc: "No delivery status information available yet ... OR ... a
+    # campaignID that doesnt belong to your account": Count 0.
+    found = fake.state.setdefault("receipts", {}).get(int(body["CampaignId"]), [])
+    items = [
+        item
+        for item in found
+        if not body.get("Destination") or item["Destination"] == body["Destination"]
+    ]
+    return httpx.Response(
+        200, json={"CampaignId": body["CampaignId"], "Count": len(items), "Destinations": items}
+    )
+
+
+def replies(request: httpx.Request, fake: fakes.FakeProvider) -> httpx.Response:
+    """``/api/replies``: each reply once ("each reply is returned once")."""
+    held = fake.state.pop("replies", [])
+    return httpx.Response(200, json={"Count": len(held), "Messages": held, "Code": 0})
+
+
 @register
 class SmsEveryoneProfile(ContractProfile):
     key = "smseveryone"
@@ -93,15 +116,63 @@ class SmsEveryoneProfile(ContractProfile):
     def install(self, fake: fakes.FakeProvider) -> None:
         fake.route("POST", "/campaign", campaign)
         fake.route("POST", "/optouts", optouts)
+        fake.route("POST", "/DRStatus", dr_status)
+        fake.route("POST", "/replies", replies)
 
     def backend(self) -> SmsEveryoneBackend:
         credentials = dict(CREDENTIALS)
         if not self.good_credentials:
             credentials["password"] = "wrong-password"
         return SmsEveryoneBackend(
-            credentials=credentials, transport=self.fake.transport, account_key="contract"
+            credentials=credentials,
+            transport=self.fake.transport,
+            account_key="contract",
+            # The account's time zone at the provider (not the Sydney default).
+            time_zone=self.reply_time_zone,
         )
 
     def refuse(self, number: str) -> None:
         # The provider's own refusal of one destination: its opt-out wash.
         self.fake.state.setdefault("optouts", set()).add(number.lstrip("+"))
+
+    # ---- statuses and replies (doc "Check the delivery status", "Replies")
+    statuses = {"1": DeliveryStatus.DELIVERED, "2": DeliveryStatus.UNDELIVERED}
+    undocumented_status = "7"
+    reply_time_zone = "Asia/Tokyo"
+    webhook_reply_times = False  # the GET reply carries no time
+    not_applicable = {
+        "status_webhook": "receipts are only polled (/api/DRStatus); the doc pushes replies only"
+    }
+
+    def report_status(self, sent, sms, raw) -> None:
+        campaign_id = int(sent.provider_batch_ref or sent.provider_ref.split("-")[0])
+        self.fake.state.setdefault("receipts", {})[campaign_id] = [
+            {
+                "Destination": sms.to.lstrip("+"),
+                "Status": {"DeliveryReceiptStatusId": int(raw), "Code": 0},
+                "TimeStamp": "2026-03-14 18:26:53",
+            }
+        ]
+
+    def add_reply(self, *, sender, body, at, ref) -> None:
+        self.fake.state.setdefault("replies", []).append(
+            {
+                "ReferenceId": ref,
+                "Originator": sender.lstrip("+"),
+                "Recipient": "61400000000",
+                "MessageText": body,
+                # In the account's zone, as the provider writes it.
+                "Received": at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        )
+
+    def reply_webhook(self, *, sender, body, at, ref, sent=None) -> Hook:
+        return Hook(
+            method="GET",
+            query={
+                "originator": sender.lstrip("+"),
+                "recipient": "61400000000",
+                "reference": ref,
+                "message_text": body,
+            },
+        )

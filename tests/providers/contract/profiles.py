@@ -2,12 +2,50 @@
 
 One module per backend, ``profile_<key>.py`` next to this one, defines a
 :class:`ContractProfile` subclass decorated with :func:`register`; the
-contract test loads them all and fails for a backend of
+contract tests load them all and fail for a backend of
 ``settings.SMS_BACKENDS`` that has none. A profile builds the backend wired
 to a :class:`~tests.providers.contract.fakes.FakeProvider` that behaves as
-the provider's doc says (routes answering with the doc's payloads), and
-knows how to make that provider refuse a number, fail a send call, or
-refuse the credentials.
+the provider's doc says (routes answering with the doc's payloads).
+
+The profile interface, what a contributor writes (test_contract.py and
+test_contract_reports.py call nothing else):
+
+Sending (test_contract.py)
+    ``key``, ``numbers``, ``send_paths``, ``base_path``, ``credentials``;
+    :meth:`~ContractProfile.install` (the routes), :meth:`~ContractProfile.backend`,
+    :meth:`~ContractProfile.refuse` (a number refused alone); optionally
+    :meth:`~ContractProfile.fault` (the provider's own error bodies),
+    :meth:`~ContractProfile.accepted`.
+
+Delivery statuses (test_contract_reports.py), by each channel the backend
+has (capability ``dlr_poll`` → case ``status_poll``, ``dlr_webhook`` →
+``status_webhook``)
+    ``statuses``: every status the doc lists, as the provider writes it,
+    with the status of our vocabulary it must map to;
+    ``undocumented_status``: a code the doc does not list (kept raw);
+    :meth:`~ContractProfile.report_status` (the fake answers that status
+    for a sent message when polled);
+    :meth:`~ContractProfile.status_webhook` (the provider's webhook call
+    reporting it, a :class:`Hook`).
+
+Replies (capability ``replies_poll`` → ``reply_poll``, ``replies_webhook``
+→ ``reply_webhook``)
+    :meth:`~ContractProfile.add_reply` (the fake holds a reply for the next
+    poll), :meth:`~ContractProfile.reply_webhook` (the provider's call);
+    ``reply_time_zone``: the zone the provider writes reply times in (where
+    the account has a setting, :meth:`~ContractProfile.backend` builds the
+    backend with that zone, one that is not UTC);
+    ``webhook_reply_times``: False when the provider's reply webhook carries
+    no time (we stamp it on arrival).
+
+Webhook verification (case ``signature``)
+    :meth:`~ContractProfile.sign` (a signed copy of a hook) and
+    ``signing_credentials`` (what the account needs to check it), for a
+    provider that signs its calls.
+
+A case a backend's channel cannot show is in ``not_applicable`` with the
+reason from the provider's doc; a missing channel without a reason fails
+(say why, or implement it).
 """
 
 from __future__ import annotations
@@ -16,11 +54,14 @@ import importlib
 import pkgutil
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar
+from urllib.parse import urlencode
 
 import pytest
 
-from providers.backends.base import OutboundSms, SmsBackend
+from providers.backends.base import DeliveryStatus, OutboundSms, SendResult, SmsBackend
 from tests.providers.contract import fakes
 from tests.providers.contract.fakes import FakeProvider
 
@@ -28,6 +69,31 @@ PROFILES: dict[str, type[ContractProfile]] = {}
 
 #: The faults :meth:`ContractProfile.fail_send` can script.
 FAULTS = ("rate_limit", "unavailable", "timeout", "connect")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One webhook call as the provider makes it: a GET with ``query`` or a
+    POST with ``body``."""
+
+    method: str = "POST"
+    body: bytes = b""
+    query: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request(self, rf, path: str = "/hooks/x/"):
+        """A Django request for ``backend.parse_webhook`` (``rf``: RequestFactory)."""
+        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in self.headers.items()}
+        if self.method == "GET":
+            return rf.get(path, self.query, **extra)
+        return rf.post(path, self.body, content_type=self.content_type, **extra)
+
+    def send(self, client, path: str):
+        """Make the call to our webhook view with the test ``client``."""
+        if self.method == "GET":
+            return client.get(f"{path}?{urlencode(self.query)}", headers=self.headers)
+        return client.post(path, self.body, content_type=self.content_type, headers=self.headers)
 
 
 def register(cls: type[ContractProfile]) -> type[ContractProfile]:
@@ -101,6 +167,41 @@ class ContractProfile:
     def accepted(self, batch: Sequence[OutboundSms]) -> Counter[str]:
         """How many times the provider took each destination."""
         return self.fake.accepted_counts()
+
+    # ---- statuses and replies (test_contract_reports.py)
+    #: Each status the doc lists, as the provider writes it → ours.
+    statuses: ClassVar[dict[str, DeliveryStatus]] = {}
+    #: A status the doc does not list: unknown, its raw code kept.
+    undocumented_status: ClassVar[str] = "NOT_IN_THE_DOC"
+    #: The zone the provider writes reply times in.
+    reply_time_zone: ClassVar[str] = "UTC"
+    #: Whether the reply webhook carries the time the reply was received.
+    webhook_reply_times: ClassVar[bool] = True
+    #: Credentials that make the backend check the provider's signature.
+    signing_credentials: ClassVar[dict[str, str]] = {}
+
+    def report_status(self, sent: SendResult, sms: OutboundSms, raw: str) -> None:
+        """The provider reports ``raw`` for ``sent`` from now on, when polled."""
+        raise NotImplementedError
+
+    def status_webhook(self, sent: SendResult, sms: OutboundSms, raw: str) -> Hook:
+        """The provider's webhook call reporting ``raw`` for ``sent``."""
+        raise NotImplementedError
+
+    def add_reply(self, *, sender: str, body: str, at: datetime, ref: str) -> None:
+        """The provider holds a reply (id ``ref``) for the next poll."""
+        raise NotImplementedError
+
+    def reply_webhook(
+        self, *, sender: str, body: str, at: datetime, ref: str, sent: SendResult | None = None
+    ) -> Hook:
+        """The provider's webhook call for a reply (``sent``: the message it
+        answers, where the provider says so)."""
+        raise NotImplementedError
+
+    def sign(self, hook: Hook, *, secret: str) -> Hook:
+        """``hook`` signed as the provider signs it with ``secret``."""
+        raise NotImplementedError
 
     def skip_unless(self, case: str) -> None:
         if case in self.not_applicable:
