@@ -51,12 +51,14 @@ from campaigns.inbox import (
     conversation_opt_out,
     conversation_reply,
 )
+from campaigns.inbox_access import inbox_accounts, sees_every_account
 from campaigns.models import Conversation
 from campaigns.quote import RateResolver
 from campaigns.states import CampaignError
 from campaigns.templating import template_errors
 from campaigns.thread import (
     Cursor,
+    hide_foreign_details,
     optout_state,
     pending_replies,
     thread_page,
@@ -141,6 +143,13 @@ def _links(request: HttpRequest) -> dict[str, bool]:
 
 def _live_context(request: HttpRequest, conversation: Conversation, thread) -> dict:
     state = optout_state(conversation.phone)
+    if not sees_every_account(request.user):
+        hide_foreign_details(
+            state,
+            thread.items,
+            account_ids=set(inbox_accounts(request.user).values_list("pk", flat=True)),
+            user_id=request.user.pk,
+        )
     return {
         "conversation": conversation,
         "thread": thread,

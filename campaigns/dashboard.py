@@ -1,11 +1,12 @@
 """The figures of the staff dashboard (the admin index): "how are we doing".
 
-Everything is scoped to the accounts the user may see
-(``ProviderAccount.objects.visible_to``), so a reseller gets the dashboard of
-its own accounts and sub-accounts. Every query reads a bounded number of
-rows — daily rows (:mod:`campaigns.daily`), campaign counters, ledger rows
-of one month, accounts — never the messages table, so the page costs the
-same with a million messages as with ten.
+Everything is scoped to the accounts whose activity the user may see
+(:func:`campaigns.inbox_access.inbox_accounts`: house staff, operators
+included, see every account, as on the campaign and message pages; a
+reseller gets the dashboard of its own accounts and sub-accounts). Every
+query reads a bounded number of rows — daily rows (:mod:`campaigns.daily`),
+campaign counters, ledger rows of one month, accounts — never the messages
+table, so the page costs the same with a million messages as with ten.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
+from campaigns.inbox_access import inbox_accounts
 from campaigns.models import Campaign, CampaignDay, InboundMessage
 from providers.models import CreditTransaction, ProviderAccount
 
@@ -83,7 +85,7 @@ def dashboard_figures(*, user, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     today = timezone.localdate(now)
     month_start = today.replace(day=1)
-    accounts = ProviderAccount.objects.visible_to(user)
+    accounts = inbox_accounts(user)
     account_ids = list(accounts.values_list("pk", flat=True))
     campaigns = Campaign.objects.filter(account_id__in=account_ids)
 

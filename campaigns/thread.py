@@ -130,6 +130,9 @@ class Item:
     status_words: str = ""
     tone: str = ""
     keyword: str = ""  # an inbound keyword in words
+    #: An opt-out history entry made elsewhere, shown to someone who may not
+    #: see that account: what happened and when, not who or why.
+    detail_hidden: bool = False
 
     @property
     def cursor(self) -> Cursor:
@@ -289,16 +292,23 @@ def pending_replies(conversation: Conversation) -> list[Campaign]:
     return [c for c in waiting if c.account_id == conversation.account_id]
 
 
-@dataclass(frozen=True)
+@dataclass
 class OptOutState:
     opted_out: bool
     optout: OptOut | None
+    #: Recorded outside the viewer's accounts: say since when, not why.
+    detail_hidden: bool = False
 
     @property
     def words(self) -> str:
         o = self.optout
         if o is None:
             return "Not opted out: messages can be sent."
+        if self.detail_hidden:
+            return (
+                f"Opted out since {_when(o.created_at)} (recorded outside your accounts). "
+                "Nothing can be sent to this number."
+            )
         how = o.get_source_display().lower()
         text = f"Opted out since {_when(o.created_at)} ({how}"
         if o.reason:
@@ -315,3 +325,25 @@ def _when(value: datetime) -> str:
     from campaigns.campaign_page import format_when
 
     return format_when(value)
+
+
+def _own(account_id: int | None, created_by_id: int | None, account_ids, user_id) -> bool:
+    return account_id in account_ids if account_id else created_by_id == user_id
+
+
+def hide_foreign_details(
+    state: OptOutState, items: list[Item], *, account_ids: set[int], user_id: int
+) -> None:
+    """Mark the opt-out and the history entries whose reason and author
+    ``user_id`` may not read: made on an account outside ``account_ids``, or
+    by staff (no account) other than the user. An opt-out belongs to the
+    number, so it is shown, with its time; its reason may name another client."""
+    o = state.optout
+    if o is not None:
+        state.detail_hidden = not _own(o.source_account_id, o.created_by_id, account_ids, user_id)
+    for item in items:
+        if item.kind == EVENT:
+            event = item.obj
+            item.detail_hidden = not _own(
+                event.account_id, event.created_by_id, account_ids, user_id
+            )

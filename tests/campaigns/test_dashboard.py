@@ -120,6 +120,22 @@ def test_a_reseller_sees_only_its_own_accounts(make_account, make_reseller, supe
     assert dashboard_figures(user=superuser).today.sent == 30
 
 
+def test_an_operator_sees_every_account_s_figures_not_zeros(
+    make_account, make_reseller, operator, superuser, enqueued
+):
+    # Operators run every campaign (the campaign pages are not scoped by
+    # account) but own no account: their dashboard read 0 sent, 0 credits.
+    alice = make_reseller("alice")
+    _run_on_simulator(
+        _simulator_account(make_account, owners=[alice]), recipients=10, user=superuser
+    )
+    _run_on_simulator(_simulator_account(make_account), recipients=5, user=superuser)
+
+    d = dashboard_figures(user=operator)
+
+    assert d.today.sent == 15 == dashboard_figures(user=superuser).today.sent
+
+
 def test_sending_now_and_next_scheduled(make_account, superuser):
     account = _simulator_account(make_account)
     sending = make_campaign(account=account, phones=new_phones(3))

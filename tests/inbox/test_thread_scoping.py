@@ -129,3 +129,32 @@ def test_operator_sees_every_conversation(client, operator, tenants):
     assert set(response.context["cl"].result_list) == {tenants["mine"], tenants["foreign"]}
     thread = reverse("admin:campaigns_conversation_change", args=[tenants["foreign"].pk])
     assert client.get(thread).status_code == 200
+
+
+def test_an_opt_out_recorded_outside_a_resellers_accounts_shows_no_reason_or_author(
+    client, tenants, superuser
+):
+    # The number writes to Alice's account too, but Bob's client (through
+    # staff) opted it out with a reason that names that client.
+    shared = reply(tenants["alice_main"], "+61412300200", "hi alice", "a2")
+    from contacts.services import optout_add
+
+    optout_add(
+        phone="+61412300200",
+        source=OptOut.Source.MANUAL,
+        reason="Bob's client Acme Pty asked, ticket 4411",
+        user=superuser,
+        account_id=tenants["bob_main"].pk,
+    )
+    url = reverse("admin:campaigns_conversation_change", args=[shared.pk])
+
+    client.force_login(tenants["alice"])
+    page = client.get(url).content.decode()
+    assert "Acme" not in page and "4411" not in page
+    assert "recorded outside your accounts" in page
+    assert "Opted out since" in page  # the opt-out itself is never hidden
+    live = client.get(reverse("admin:campaigns_conversation_live", args=[shared.pk]))
+    assert "Acme" not in live.content.decode()
+
+    client.force_login(superuser)
+    assert "Acme Pty asked, ticket 4411" in client.get(url).content.decode()
