@@ -57,10 +57,10 @@ class Limits:
 def limits_for(account, backend_cls) -> Limits:
     """Combine the account's limits with the backend's own.
 
-    The batch size is what one ``send()`` can carry (``max_batch``
-    recipients per call times ``max_calls_per_send`` calls: CALLR takes one
-    recipient per call, so its batch is 25 messages in 25 paced calls, not
-    one message per step), at most :data:`MAX_BATCH` and, with a message
+    The batch size is what one provider call carries (``max_batch``) or,
+    for a provider that takes one recipient per call (CALLR), what one
+    ``send()`` may carry (``max_calls_per_send``: 25 messages in 25 paced
+    calls, not one message per step), at most :data:`MAX_BATCH` and, with a message
     rate, at most one second's messages, split evenly (1,000 msg/s with
     batches of 500 → two batches per second). The engine's pacer may make a
     batch smaller still, to fit its calls in the run's time slice.
@@ -69,9 +69,13 @@ def limits_for(account, backend_cls) -> Limits:
     rps = min((r for r in rates if r > 0), default=0.0)
     mps = float(account.messages_per_second or 0)
     per_call = max(1, int(backend_cls.max_batch or 1))
-    # 0 = no cap on calls; a backend class that does not say makes one call.
-    calls = int(getattr(backend_cls, "max_calls_per_send", 1))
-    size = max(1, min(per_call * calls if calls > 0 else MAX_BATCH, MAX_BATCH))
+    size = min(per_call, MAX_BATCH)
+    if per_call == 1:
+        # One recipient per call (CALLR): a batch is several calls, each
+        # paced (0 = no cap on calls; a class that does not say makes one).
+        calls = int(getattr(backend_cls, "max_calls_per_send", 1))
+        size = min(calls, MAX_BATCH) if calls > 0 else MAX_BATCH
+    size = max(1, size)
     per_second = 0
     if mps > 0:
         per_second = max(1, math.ceil(mps / size))

@@ -221,3 +221,26 @@ def test_a_schedule_set_in_sydney_time_starts_at_that_time(
     assert campaign.status in (Campaign.Status.SENDING, Campaign.Status.COMPLETED)
     assert campaign.started_at == local.astimezone(UTC)
     _wait_label(page, "Scheduled", exact=False, absent=True)
+
+
+@pytest.mark.parametrize(("viewport", "name"), [(DESKTOP, "desktop"), (PHONE, "phone")])
+def test_a_campaign_through_fullsms_reads_sent_not_awaiting_receipts(
+    live_server, superuser, account, browser, shots, viewport, name
+):
+    # FullSMS sends no delivery reports: the page must not wait for them.
+    from campaigns.dispatch import campaign_dispatch
+    from campaigns.services import campaign_send_now
+
+    campaign = _campaign(account, 12)
+    campaign_send_now(campaign=campaign, user=superuser)
+    while campaign_dispatch(campaign_id=campaign.pk).state != "done":
+        pass
+    account.backend = "fullsms"
+    account.save(update_fields=["backend"])
+    page = _login(browser, live_server, viewport=viewport)
+    page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
+    badge = page.locator("#campaign-live [data-status-label]")
+    expect(badge).to_have_text("Completed — 12 sent, no delivery reports from FullSMS")
+    expect(page.locator("#campaign-live")).not_to_contain_text("Awaiting receipt")
+    expect(page.locator(".campaign-no-delivery-reports")).to_be_visible()
+    page.screenshot(path=shots / f"campaign-fullsms-{name}.png", full_page=True)
