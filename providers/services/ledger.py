@@ -184,6 +184,47 @@ def write(
     return row
 
 
+def write_pair(
+    src: ProviderAccount,
+    dst: ProviderAccount,
+    *,
+    out_kind: str,
+    in_kind: str,
+    amount: Decimal,
+    user=None,
+    note: str = "",
+    idempotency_key: str | None = None,
+    reference: str = "",
+    provider_response=None,
+) -> CreditTransaction:
+    """Move ``amount`` from LOCKED ``src`` to LOCKED ``dst``: an ``out_kind`` row
+    on ``src`` (with the key and reference) and an ``in_kind`` row on ``dst``
+    (with the provider's answer) whose reference names the first,
+    ``"<out_kind>:<pk>"``; each names the other account as counterparty.
+    Returns the ``src`` row."""
+    out = write(
+        src,
+        kind=out_kind,
+        amount=-amount,
+        user=user,
+        note=note,
+        counterparty=dst,
+        idempotency_key=idempotency_key,
+        reference=reference,
+    )
+    write(
+        dst,
+        kind=in_kind,
+        amount=amount,
+        user=user,
+        note=note,
+        counterparty=src,
+        reference=f"{out_kind}:{out.pk}",
+        provider_response=provider_response,
+    )
+    return out
+
+
 def shortfall(account: ProviderAccount, needed: Decimal, purpose: str) -> CreditError:
     return CreditError(
         f"{account.name} has {account.available} credits available "

@@ -271,25 +271,16 @@ def credits_take_back(
             raise CreditError(f"{src.name} is no longer a client of {dst.name}.")
         if src.available < amount:
             raise ledger.shortfall(src, amount, f"to return to {dst.name}")
-        out = ledger.write(
+        return ledger.write_pair(
             src,
-            kind=Kind.RETURN_OUT,
-            amount=-amount,
-            user=user,
-            note=note,
-            counterparty=dst,
-            idempotency_key=key,
-        )
-        ledger.write(
             dst,
-            kind=Kind.RETURN_IN,
+            out_kind=Kind.RETURN_OUT,
+            in_kind=Kind.RETURN_IN,
             amount=amount,
             user=user,
             note=note,
-            counterparty=src,
-            reference=f"return_out:{out.pk}",
+            idempotency_key=key,
         )
-        return out
 
     return ledger.once(key, replayed, apply)
 

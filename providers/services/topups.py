@@ -253,24 +253,16 @@ def _settle(intent_id: int, *, user=None) -> CreditTransaction:
                 reference=intent.reference,
                 note=f"The provider topped up {dst.name} (top-up #{intent.pk}).",
             )
-            row = ledger.write(
+            row = ledger.write_pair(
                 src,
-                kind=Kind.TRANSFER_OUT,
-                amount=-intent.amount,
-                user=who,
-                note=intent.note,
-                counterparty=dst,
-                idempotency_key=intent.idempotency_key,
-                reference=intent.reference,
-            )
-            ledger.write(
                 dst,
-                kind=Kind.TRANSFER_IN,
+                out_kind=Kind.TRANSFER_OUT,
+                in_kind=Kind.TRANSFER_IN,
                 amount=intent.amount,
                 user=who,
                 note=intent.note,
-                counterparty=src,
-                reference=f"transfer_out:{row.pk}",
+                idempotency_key=intent.idempotency_key,
+                reference=intent.reference,
                 provider_response=intent.provider_response,
             )
         else:
@@ -551,25 +543,16 @@ def credits_transfer(
         if src.available < amount:
             raise ledger.shortfall(src, amount, f"to transfer to {dst.name}")
         check_fits(name=dst.name, balance=dst.balance, amount=amount)
-        out = ledger.write(
+        return ledger.write_pair(
             src,
-            kind=Kind.TRANSFER_OUT,
-            amount=-amount,
-            user=user,
-            note=note,
-            counterparty=dst,
-            idempotency_key=key,
-        )
-        ledger.write(
             dst,
-            kind=Kind.TRANSFER_IN,
+            out_kind=Kind.TRANSFER_OUT,
+            in_kind=Kind.TRANSFER_IN,
             amount=amount,
             user=user,
             note=note,
-            counterparty=src,
-            reference=f"transfer_out:{out.pk}",
+            idempotency_key=key,
         )
-        return out
 
     return ledger.once(key, replayed, apply)
 

@@ -29,6 +29,7 @@ from providers.backends.base import (
 )
 from providers.backends.callr import JSONRPC_ERRORS, STATUS_MAP, CallrBackend
 from tests.campaigns.engine_helpers import clock, enqueue_calls, enqueued  # noqa: F401
+from tests.providers.contract.fakes import ScriptedApi
 
 CREDENTIALS = {"login": "acme_login", "password": "callr-pass-1"}
 AUTH = "Basic " + base64.b64encode(b"acme_login:callr-pass-1").decode()
@@ -45,21 +46,8 @@ def rpc_error(code, message) -> dict:
     return {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
 
 
-class Api:
-    """A MockTransport answering from a script; records every request."""
-
-    def __init__(self, *responses):
-        self.responses = list(responses)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        item = self.responses.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        if isinstance(item, httpx.Response):
-            return item
-        return httpx.Response(200, json=item)
+class Api(ScriptedApi):
+    """The scripted provider; ``calls`` checks the envelope."""
 
     @property
     def calls(self) -> list[tuple[str, list]]:

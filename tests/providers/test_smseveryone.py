@@ -23,6 +23,7 @@ from providers.backends.base import (
     WebhookError,
 )
 from providers.backends.smseveryone import ERROR_CODES, SmsEveryoneBackend
+from tests.providers.contract.fakes import ScriptedApi
 
 # The doc's own example credentials: "jimsbusiness:s56sbdyte83fs", base64 encoded.
 CREDENTIALS = {"username": "jimsbusiness", "password": "s56sbdyte83fs"}
@@ -31,23 +32,8 @@ SYDNEY = ZoneInfo("Australia/Sydney")
 BASE = "https://smseveryone.com/api"
 
 
-class Api:
-    """A MockTransport that answers from a script and records every request."""
-
-    def __init__(self, *responses):
-        self.responses = list(responses)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        item = self.responses.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        if callable(item):
-            return item(request)
-        if isinstance(item, httpx.Response):
-            return item
-        return httpx.Response(200, json=item)
+class Api(ScriptedApi):
+    """The scripted provider; ``calls`` checks the envelope."""
 
     @property
     def calls(self) -> list[tuple[str, str, dict | None]]:

@@ -26,6 +26,7 @@ from providers.backends.base import (
 )
 from providers.backends.transmitsms import ERROR_CODES, TransmitSmsBackend
 from tests.campaigns.engine_helpers import clock, enqueue_calls, enqueued  # noqa: F401
+from tests.providers.contract.fakes import ScriptedApi
 
 CREDENTIALS = {"api_key": "3cbb4a6bd8d4d9cd2d5a5a2b4f0e7f41", "secret": "transmit-secret"}
 AUTH = "Basic " + base64.b64encode(b"3cbb4a6bd8d4d9cd2d5a5a2b4f0e7f41:transmit-secret").decode()
@@ -45,21 +46,8 @@ SENT = {
 }
 
 
-class Api:
-    """A MockTransport answering from a script; records every request."""
-
-    def __init__(self, *responses):
-        self.responses = list(responses)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        item = self.responses.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        if isinstance(item, httpx.Response):
-            return item
-        return httpx.Response(200, json=item)
+class Api(ScriptedApi):
+    """The scripted provider; ``calls`` checks the envelope."""
 
     @property
     def calls(self) -> list[tuple[str, dict[str, str]]]:

@@ -158,3 +158,26 @@ class FakeProvider:
 
     def accepted_counts(self) -> Counter[str]:
         return Counter(self.accepted)
+
+
+class ScriptedApi:
+    """A MockTransport handler that answers from a script, in order, and records
+    every request: an exception is raised, a callable is called with the
+    request, an ``httpx.Response`` is returned as it is, anything else is the
+    JSON body of a 200. Backend tests subclass it with a ``calls`` property
+    that checks their provider's envelope."""
+
+    def __init__(self, *responses):
+        self.responses = list(responses)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        item = self.responses.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        if callable(item):
+            return item(request)
+        if isinstance(item, httpx.Response):
+            return item
+        return httpx.Response(200, json=item)
