@@ -13,7 +13,14 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.support import CHROMIUM, NO_CHROMIUM, PHONE, login, no_horizontal_scroll
+from tests.browser.support import (
+    CHROMIUM,
+    DESKTOP,
+    NO_CHROMIUM,
+    PHONE,
+    login,
+    no_horizontal_scroll,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -237,7 +244,7 @@ def test_a_campaign_through_fullsms_reads_sent_not_awaiting_receipts(
         pass
     account.backend = "fullsms"
     account.save(update_fields=["backend"])
-    page = _login(browser, live_server, viewport=viewport)
+    page = login(browser, live_server, viewport=viewport)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     badge = page.locator("#campaign-live [data-status-label]")
     expect(badge).to_have_text("Completed — 12 sent, no delivery reports from FullSMS")
