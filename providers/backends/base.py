@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -669,6 +669,40 @@ def parse_local_datetime(value: Any, tz: str | ZoneInfo = "UTC") -> datetime | N
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz))
     return parsed
+
+
+#: First reply poll of an account (no cursor yet) looks back this far.
+REPLY_LOOKBACK = timedelta(days=1)
+#: Each reply poll re-reads this much before its last end (late arrivals);
+#: a reply is stored once per provider id, so reading it twice is harmless.
+REPLY_OVERLAP = timedelta(minutes=10)
+
+
+class ReplyCursor:
+    """Where an account's reply polling stands, kept in the cache under ``key``.
+
+    :meth:`window` is (start, end): from the last successful poll's end less
+    :data:`REPLY_OVERLAP` (or :data:`REPLY_LOOKBACK` ago on the first poll)
+    to now. :meth:`advance` moves the cursor to that end; call it only once
+    the replies of the window were read, so a failed poll is read again.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def window(self) -> tuple[datetime, datetime]:
+        from django.core.cache import cache
+
+        now = datetime.now(UTC)
+        last = cache.get(self.key)
+        if last:
+            return datetime.fromtimestamp(float(last), UTC) - REPLY_OVERLAP, now
+        return now - REPLY_LOOKBACK, now
+
+    def advance(self, to: datetime) -> None:
+        from django.core.cache import cache
+
+        cache.set(self.key, to.timestamp(), timeout=None)
 
 
 class SmsBackend:

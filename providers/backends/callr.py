@@ -32,7 +32,7 @@ import itertools
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from providers.backends.base import (
@@ -43,6 +43,7 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
+    ReplyCursor,
     SendResult,
     SmsBackend,
     StatusUpdate,
@@ -100,8 +101,6 @@ SHARED_SENDERS = frozenset({"", "SMS"})
 
 SEARCH_PAGE = 100
 MAX_SEARCH_PAGES = 20
-REPLY_LOOKBACK = timedelta(days=1)
-REPLY_OVERLAP = timedelta(minutes=10)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the doc's datetime format, UTC
 
 _ids = itertools.count(1)
@@ -400,15 +399,8 @@ class CallrBackend(SmsBackend):
     def fetch_replies(self) -> list[InboundSms]:
         """Inbound SMS since the last poll (less an overlap; replies are stored
         once per hash), through ``sms.search``."""
-        from django.core.cache import cache
-
-        now = datetime.now(UTC)
-        last = cache.get(self._reply_cursor_key())
-        start = (
-            datetime.fromtimestamp(float(last), UTC) - REPLY_OVERLAP
-            if last
-            else now - REPLY_LOOKBACK
-        )
+        cursor = ReplyCursor(self._reply_cursor_key())
+        start, now = cursor.window()
         filters = {
             "direction": "IN",
             "date_min": start.strftime(TIME_FORMAT),
@@ -421,7 +413,7 @@ class CallrBackend(SmsBackend):
             reply = self.inbound(item)
             if reply is not None:
                 replies.append(reply)
-        cache.set(self._reply_cursor_key(), now.timestamp(), timeout=None)
+        cursor.advance(now)
         return replies
 
     # ------------------------------------------------------------ webhooks

@@ -37,7 +37,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -51,6 +51,7 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
+    ReplyCursor,
     SendResult,
     SmsBackend,
     StatusUpdate,
@@ -143,10 +144,6 @@ MESSAGE_LEVEL_CODES = frozenset({"4001", "4002", "4004", "4006", "4034"}) | froz
 
 TOKEN_CACHE_SECONDS = 12 * 3600
 MAX_TAG = 280
-#: The first reply poll of an account looks back this far; later ones start
-#: at the previous poll less an overlap (replies are stored once per id).
-REPLY_LOOKBACK = timedelta(days=1)
-REPLY_OVERLAP = timedelta(minutes=10)
 
 
 def e164(value: Any) -> str:
@@ -688,19 +685,12 @@ class TheSmsWorksBackend(SmsBackend):
         return f"smsoffice:thesmsworks:replies:{who}"
 
     def fetch_replies(self) -> list[InboundSms]:
-        """Incoming messages since the last poll (less :data:`REPLY_OVERLAP`),
+        """Incoming messages since the last poll (less ``REPLY_OVERLAP``),
         through ``POST /messages`` with ``status: INCOMING``. Items that are
         not incoming (a provider ignoring the filter) are left out; one
         without a sender is logged and skipped."""
-        from django.core.cache import cache
-
-        now = datetime.now(UTC)
-        last = cache.get(self._reply_cursor_key())
-        start = (
-            datetime.fromtimestamp(float(last), UTC) - REPLY_OVERLAP
-            if last
-            else now - REPLY_LOOKBACK
-        )
+        cursor = ReplyCursor(self._reply_cursor_key())
+        start, now = cursor.window()
         query = {"status": "INCOMING", "from": self._schedule(start), "to": self._schedule(now)}
         body = self.call("POST", "/messages", json_body=query, operation="replies")
         replies = []
@@ -711,7 +701,7 @@ class TheSmsWorksBackend(SmsBackend):
                 replies.append(self._inbound(item))
             except WebhookError:
                 logger.warning("%s: incoming message without a sender skipped", self.name)
-        cache.set(self._reply_cursor_key(), now.timestamp(), timeout=None)
+        cursor.advance(now)
         return replies
 
     # ------------------------------------------------------------ misc

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -52,6 +52,7 @@ from providers.backends.base import (
     OutboundSms,
     ProviderError,
     ProviderRef,
+    ReplyCursor,
     SendResult,
     SmsBackend,
     StatusUpdate,
@@ -103,11 +104,6 @@ STATUS_MAP: dict[str, DeliveryStatus] = {
 PAGE_MAX = 100
 #: A poll reads at most this many pages of one send (5,000 recipients).
 MAX_PAGES = 50
-#: First reply poll of an account (no cursor yet) looks back this far.
-REPLY_LOOKBACK = timedelta(days=1)
-#: Each reply poll re-reads this much before its last end (late arrivals;
-#: replies are stored once per ``response_id``).
-REPLY_OVERLAP = timedelta(minutes=10)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # "All timestamps are in ISO8601 ... always UTC"
 
@@ -459,17 +455,10 @@ class TransmitSmsBackend(SmsBackend):
     def fetch_replies(self) -> list[InboundSms]:
         """``get-user-sms-responses`` since the last poll (minus an overlap;
         a reply is stored once per id), every page."""
-        from django.core.cache import cache
-
-        now = datetime.now(UTC)
-        last = cache.get(self._reply_cursor_key())
-        start = (
-            datetime.fromtimestamp(float(last), UTC) - REPLY_OVERLAP
-            if last
-            else now - REPLY_LOOKBACK
-        )
+        cursor = ReplyCursor(self._reply_cursor_key())
+        start, now = cursor.window()
         replies = self.replies(start=start, end=now)
-        cache.set(self._reply_cursor_key(), now.timestamp(), timeout=None)
+        cursor.advance(now)
         return replies
 
     def replies(self, *, start: datetime, end: datetime) -> list[InboundSms]:
