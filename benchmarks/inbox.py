@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/inbox.py --messages 100000 --replies 10000 --n 30
 
 SQLite runs on a fresh file in a temporary directory; PostgreSQL on a
-scratch database (``--pg-db``, default ``smsoffice_h14``) dropped and
+scratch database (``--pg-db``, default ``smsoffice_bench_inbox``) dropped and
 created here and dropped afterwards.
 
 Data, inserted by the database itself (as benchmarks/admin.py does): 10
@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--replies", type=int, default=100_000)
     parser.add_argument("--n", type=int, default=30, help="requests per page")
-    parser.add_argument("--pg-db", default="smsoffice_h14", help="scratch PostgreSQL database")
+    parser.add_argument("--pg-db", default="smsoffice_bench_inbox", help="scratch PostgreSQL database")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="smsoffice-bench-") as tmp:
