@@ -50,7 +50,7 @@ def test_thread_interleaves_both_ways_oldest_first_in_words_and_marks_read(
     client, superuser, make_account
 ):
     account = make_account(balance=10)
-    Contact.objects.create(phone=PHONE, first_name="Ann")
+    contact = Contact.objects.create(phone=PHONE, first_name="Ann")
     sent(account, "Spring sale: 20% off", T0)
     reply(account, "Is it on Sunday?", "r1", T0 + timedelta(minutes=5))
     sent(account, "Yes, 10 to 4", T0 + timedelta(minutes=6), status="sent", name="Reply")
@@ -70,7 +70,7 @@ def test_thread_interleaves_both_ways_oldest_first_in_words_and_marks_read(
     assert "Other tenant" not in page
     assert "Delivered" in page and "Sent, awaiting the delivery receipt" in page
     assert "STOP — opted out" in page
-    assert "Ann" in page and reverse("admin:contacts_contact_change", args=[1]) in page
+    assert "Ann" in page and reverse("admin:contacts_contact_change", args=[contact.pk]) in page
     assert "Opted out since" in page
     # The reply box says why it is disabled and cannot send.
     assert "has opted out: nothing can be sent to it" in page
