@@ -120,10 +120,10 @@ def build(messages: int) -> dict:
         cursor.execute(
             "INSERT INTO campaigns_message (campaign_id, phone, body, encoding, segments, credits, "
             "status, status_reason, attempts, time_zone, provider_ref, provider_batch_ref, "
-            "raw_status, raw_error, error_code, created_at, sent_at, status_at) "
+            "raw_status, raw_error, error_code, report_unmapped, created_at, sent_at, status_at) "
             f"SELECT {campaign_of}, '+614' || {digits}, 'Hi there, sale on now', 'GSM-7', 1, 1, "
             f"{status}, '', 0, 'Australia/Sydney', 'ref-' || i, 'batch-' || (i / 500), "
-            f"'DELIVRD', '', '', {stamp}, {stamp}, {stamp} {source}"
+            f"'DELIVRD', '', '', FALSE, {stamp}, {stamp}, {stamp} {source}"
         )
         replies = messages // 10
         source = source.replace(str(messages - 1), str(replies - 1))
