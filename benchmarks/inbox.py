@@ -233,7 +233,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--replies", type=int, default=100_000)
     parser.add_argument("--n", type=int, default=30, help="requests per page")
-    parser.add_argument("--pg-db", default="smsoffice_bench_inbox", help="scratch PostgreSQL database")
+    parser.add_argument(
+        "--pg-db", default="smsoffice_bench_inbox", help="scratch PostgreSQL database"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="smsoffice-bench-") as tmp:
