@@ -29,12 +29,23 @@ def _redis_url_of_this_worker(url: str, worker: str) -> str:
     return f"{base}/{number}"
 
 
+def apply_worker_redis_url(environ) -> None:
+    """Point ``environ["REDIS_URL"]`` at this worker's db. Idempotent: the
+    URL given to the run is kept in ``SMSOFFICE_REDIS_URL_OF_RUN`` and the
+    worker's db always derived from it, so a subprocess a test starts (which
+    inherits the derived URL and the worker name) lands on the same db
+    instead of adding the worker number a second time."""
+    if not environ.get("REDIS_URL"):
+        return
+    run_url = environ.setdefault("SMSOFFICE_REDIS_URL_OF_RUN", environ["REDIS_URL"])
+    environ["REDIS_URL"] = _redis_url_of_this_worker(
+        run_url, environ.get("PYTEST_XDIST_WORKER", "")
+    )
+
+
 # Set before the settings read it, and in the environment so that the
 # subprocesses a test starts agree with it.
-if os.environ.get("REDIS_URL"):
-    os.environ["REDIS_URL"] = _redis_url_of_this_worker(
-        os.environ["REDIS_URL"], os.environ.get("PYTEST_XDIST_WORKER", "")
-    )
+apply_worker_redis_url(os.environ)
 
 from smsoffice.settings import *  # noqa: E402, F403
 
