@@ -60,9 +60,9 @@ def setup_django(pg_url: str | None, tmp: Path) -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.pop("REDIS_URL", None)
     os.environ["LOG_LEVEL"] = "WARNING"  # not a line per job and per queued task
-    # Measured as production runs: DEBUG off (no query log kept), not the
-    # developer's .env; settings_test only adds a throwaway SECRET_KEY.
-    os.environ.update(ENV_FILE="", DEBUG="False", DJANGO_SETTINGS_MODULE="smsoffice.settings_test")
+    from benchmarks.limits import production_settings
+
+    production_settings()
     import django
 
     django.setup()

@@ -34,9 +34,9 @@ STORES = ["Parramatta", "Bondi Junction", "Chatswood", "Penrith"]
 def setup_django(db_path: Path) -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.pop("REDIS_URL", None)
-    # Measured as production runs: DEBUG off (no query log kept), not the
-    # developer's .env; settings_test only adds a throwaway SECRET_KEY.
-    os.environ.update(ENV_FILE="", DEBUG="False", DJANGO_SETTINGS_MODULE="smsoffice.settings_test")
+    from benchmarks.limits import production_settings
+
+    production_settings()
     import django
 
     django.setup()

@@ -41,9 +41,9 @@ from benchmarks.limits import (  # noqa: E402
 
 def setup_django() -> None:
     os.environ.pop("REDIS_URL", None)
-    # Measured as production runs: DEBUG off (no query log kept), not the
-    # developer's .env; settings_test only adds a throwaway SECRET_KEY.
-    os.environ.update(ENV_FILE="", DEBUG="False", DJANGO_SETTINGS_MODULE="smsoffice.settings_test")
+    from benchmarks.limits import production_settings
+
+    production_settings()
     from django.conf import settings
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
