@@ -182,42 +182,19 @@ class ConversationAdmin(ExactPhoneSearchMixin, admin.ModelAdmin):
         def wrap(view):
             return self.admin_site.admin_view(partial(view, self))
 
+        # (URL, view, name suffix): the thread's parts and actions.
+        routes = [
+            ("<path:object_id>/thread/live/", admin_thread.live_view, "live"),
+            ("<path:object_id>/thread/older/", admin_thread.older_view, "older"),
+            ("<path:object_id>/reply/", admin_thread.reply_view, "reply"),
+            ("<path:object_id>/optout/", admin_thread.optout_view, "optout"),
+            ("<path:object_id>/handled/", admin_thread.handled_view, "handled"),
+            ("<path:object_id>/measure/", admin_thread.measure_view, "measure"),
+            ("new-replies/", admin_thread.new_replies_view, "new_replies"),
+        ]
         thread = [
-            path(
-                "<path:object_id>/thread/live/",
-                wrap(admin_thread.live_view),
-                name="campaigns_conversation_live",
-            ),
-            path(
-                "<path:object_id>/thread/older/",
-                wrap(admin_thread.older_view),
-                name="campaigns_conversation_older",
-            ),
-            path(
-                "<path:object_id>/reply/",
-                wrap(admin_thread.reply_view),
-                name="campaigns_conversation_reply",
-            ),
-            path(
-                "<path:object_id>/optout/",
-                wrap(admin_thread.optout_view),
-                name="campaigns_conversation_optout",
-            ),
-            path(
-                "<path:object_id>/handled/",
-                wrap(admin_thread.handled_view),
-                name="campaigns_conversation_handled",
-            ),
-            path(
-                "<path:object_id>/measure/",
-                wrap(admin_thread.measure_view),
-                name="campaigns_conversation_measure",
-            ),
-            path(
-                "new-replies/",
-                wrap(admin_thread.new_replies_view),
-                name="campaigns_conversation_new_replies",
-            ),
+            path(route, wrap(view), name=f"campaigns_conversation_{name}")
+            for route, view, name in routes
         ]
         return thread + super().get_urls()
 
