@@ -103,7 +103,24 @@ def limit_plan(rows: list[tuple], chunk: int = 2000) -> float:
             else:
                 marks = ", ".join(["%s"] * len(columns))
                 cursor.executemany(f"INSERT INTO {SCRATCH} ({names}) VALUES ({marks})", part)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if connection.vendor == "postgresql":
+        # Statistics, as the messages have them once planned (the engine
+        # analyzes after a large plan) and as autovacuum keeps them: without
+        # them the planner may scan the whole table for each id lookup below.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {SCRATCH}")
+    return seconds
+
+
+def _ids_in(ids: list[int]) -> tuple[str, list]:
+    """``id IN (...)`` the fastest way: one array parameter on PostgreSQL
+    (see smsoffice.lookups), the list elsewhere."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return "id = ANY(CAST(%s AS bigint[]))", [list(ids)]
+    return f"id IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
 def limit_dispatch(ids: list[int], batch: int) -> float:
@@ -113,17 +130,18 @@ def limit_dispatch(ids: list[int], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(ids), batch):
         part = ids[i : i + batch]
-        marks = ", ".join(["%s"] * len(part))
+        where, params = _ids_in(part)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {SCRATCH} SET status = 'submitting', claim_token = %s "
-                f"WHERE id IN ({marks}) AND status = 'queued'",
-                [uuid.uuid4().hex, *part],
+                f"WHERE {where} AND status = 'queued'",
+                [uuid.uuid4().hex, *params],
             )
         values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(part))
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {SCRATCH} SET status = 'sent', provider_ref = v.column2 "
+                f"UPDATE {SCRATCH} SET status = 'sent', claim_token = NULL, "
+                "provider_ref = v.column2 "
                 f"FROM (VALUES {values}) AS v WHERE {SCRATCH}.id = v.column1",
                 [x for pk in part for x in (pk, f"p{pk}")],
             )
@@ -137,12 +155,12 @@ def limit_status_apply(ids: list[int], per_call: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(ids), per_call):
         part = ids[i : i + per_call]
-        marks = ", ".join(["%s"] * len(part))
+        where, params = _ids_in(part)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {SCRATCH} SET status = 'delivered', raw_status = 'DELIVERED' "
-                f"WHERE id IN ({marks}) AND status = 'sent'",
-                part,
+                f"WHERE {where} AND status = 'sent'",
+                params,
             )
     return time.perf_counter() - start
 

@@ -225,7 +225,16 @@ class Message(models.Model):
             models.Index(
                 fields=["claimed_at"], name="msg_submitting", condition=Q(status="submitting")
             ),
-            models.Index(fields=["claim_token"], name="msg_claim_token"),
+            # A batch in flight by its claim token. Partial: the token is
+            # cleared when a message leaves ``submitting``, so the index holds
+            # only what is out and the record and report writes never touch
+            # it (every index is written again on each non-HOT update).
+            # ``claim_token = %s`` implies the condition on both databases.
+            models.Index(
+                fields=["claim_token"],
+                name="msg_claim_token",
+                condition=Q(claim_token__isnull=False),
+            ),
             # A number's thread in the inbox: its newest messages first, read
             # 50 at a time by keyset (campaigns.thread), never sorting them all.
             # Its prefix serves every search by phone (no index of its own).

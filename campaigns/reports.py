@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -50,6 +50,12 @@ DS = DeliveryStatus
 #: against 500; 2,000 stays well under the bound-parameter limit of SQLite
 #: 3.32+ (32,766) and of PostgreSQL (65,535). Older SQLite allows 999.
 CHUNK = 2000 if sqlite3.sqlite_version_info >= (3, 32) else 500
+
+#: Provider ids per lookup on PostgreSQL. With statistics, PostgreSQL
+#: prices 2,000 probes of the provider id index above one sequential scan of
+#: a table of ~100k messages, and scans (20 ms against 2 ms); at 500 it
+#: always probes the index.
+REF_CHUNK_POSTGRESQL = 500
 
 #: A report may move a message only out of these statuses.
 UPDATABLE = frozenset({MS.SENT, MS.UNKNOWN})
@@ -117,9 +123,10 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
 
     by_ref: dict[str, list[_Row]] = defaultdict(list)
     refs = sorted({u.provider_ref for u in updates if u.provider_ref})
-    for chunk in _chunks(refs):
+    size = REF_CHUNK_POSTGRESQL if connection.vendor == "postgresql" else CHUNK
+    for chunk in _chunks(refs, size):
         # ``exclude("")`` lets the database use the partial provider_ref index.
-        by_provider_ref = messages.filter(provider_ref__in=chunk).exclude(provider_ref="")
+        by_provider_ref = messages.filter(provider_ref__anyof=chunk).exclude(provider_ref="")
         for values in by_provider_ref.values_list(*_ROW_FIELDS):
             if values[1] in campaign_ids:
                 by_ref[values[3]].append(_Row(*values))
@@ -143,7 +150,7 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
     pks = sorted({int(REFERENCE.match(updates[i].reference).group(1)) for i in pending_refs})
     by_pk: dict[int, _Row] = {}
     for chunk in _chunks(pks):
-        for values in messages.filter(pk__in=chunk).values_list(*_ROW_FIELDS):
+        for values in messages.filter(pk__anyof=chunk).values_list(*_ROW_FIELDS):
             if values[1] in campaign_ids:
                 by_pk[values[0]] = _Row(*values)
 
@@ -261,14 +268,14 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             fields = ("pk", "campaign_id", "status", "credits", "provider_ref")
             rows = list(
                 Message.objects.select_for_update()
-                .filter(pk__in=chunk, status__in=UPDATABLE)
+                .filter(pk__anyof=chunk, status__in=UPDATABLE)
                 .order_by("pk")
                 .values_list(*fields)
             )
             if len(rows) < len(chunk):
                 locked = {row[0] for row in rows}
                 rest = [pk for pk in chunk if pk not in locked]
-                rows += Message.objects.filter(pk__in=rest).order_by().values_list(*fields)
+                rows += Message.objects.filter(pk__anyof=rest).order_by().values_list(*fields)
             for pk, campaign_id, status, credits, provider_ref in rows:
                 update = best[pk]
                 if status in PENDING:
@@ -332,7 +339,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             if refund:
                 fields["status_reason"] = f"Refunded by the provider ({refund_reference})."
             for chunk in _chunks(pks):
-                done = Message.objects.filter(pk__in=chunk, status=old).update(**fields)
+                done = Message.objects.filter(pk__anyof=chunk, status=old).update(**fields)
                 if done != len(chunk):  # pragma: no cover - rows are locked above
                     # We cannot tell which rows moved, so neither their counters
                     # nor their refunds can be right: undo the whole call.
@@ -348,7 +355,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
                 refunds.extend(pks)
         for (old, raw_status, error_code, raw_error), pks in raw_groups.items():
             for chunk in _chunks(pks):
-                Message.objects.filter(pk__in=chunk, status=old).update(
+                Message.objects.filter(pk__anyof=chunk, status=old).update(
                     raw_status=raw_status,
                     error_code=error_code,
                     raw_error=raw_error,

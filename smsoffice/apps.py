@@ -7,6 +7,7 @@ class SmsofficeConfig(AppConfig):
     verbose_name = "smsoffice"
 
     def ready(self) -> None:
+        import smsoffice.lookups  # noqa: F401  (registers ``__anyof``)
         from smsoffice.logredact import install as install_log_redaction
         from smsoffice.roles import ensure_roles_after_migrate
 

@@ -51,15 +51,42 @@ def campaign_plan(*, campaign_id: int, lease: uuid.UUID | None = None) -> bool:
     if campaign.planned:
         return True
     zones: set[str] = set()
+    written = 0
     with _spool_recipients(campaign, zones) as chunks:
         insert = plan_inserter(campaign_id)
         for chunk in chunks:
             insert(chunk)
+            written += len(chunk)
             if lease is not None and not lease_renew(campaign_id, lease):
                 return False
             if Campaign.objects.filter(pk=campaign_id, status=C.CANCELLED).exists():
                 break
-    return _plan_finalize(campaign_id, zones)
+    planned = _plan_finalize(campaign_id, zones)
+    statistics_refresh(written)
+    return planned
+
+
+#: Planned rows from which PostgreSQL's statistics of the messages are
+#: refreshed at once (when they are also a tenth of the table or more).
+ANALYZE_AFTER = 20_000
+
+
+def statistics_refresh(written: int) -> None:
+    """PostgreSQL: ``ANALYZE`` the messages after a plan that added
+    :data:`ANALYZE_AFTER` rows or more and at least a tenth of the table, as
+    its documentation advises after a bulk load. Autovacuum would do it
+    within a minute or so; until then the planner reads statistics that do
+    not know the new campaign and may pick a sequential scan for the batch
+    lookups of the dispatch that starts now. Samples at most 30,000 rows:
+    ~0.1-0.3 s whatever the size. No-op elsewhere."""
+    if connection.vendor != "postgresql" or written < ANALYZE_AFTER:
+        return
+    table = Message._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+        if row is None or written >= 0.1 * max(0.0, float(row[0])):
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
 
 
 @contextlib.contextmanager

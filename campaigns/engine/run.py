@@ -27,7 +27,13 @@ from django.db.models import F, Min
 
 from campaigns import pacing, quiet_hours
 from campaigns.engine import clock
-from campaigns.engine.batch import BACKOFF_BASE, batch_claim, batch_record, batch_send
+from campaigns.engine.batch import (
+    BACKOFF_BASE,
+    ClaimCursor,
+    batch_claim_next,
+    batch_record,
+    batch_send,
+)
 from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S, event
 from campaigns.engine.enqueue import enqueue_dispatch
 from campaigns.engine.lease import LEASE, Heartbeat, lease_release, lease_renew, lease_take
@@ -103,6 +109,7 @@ def dispatch_step(
     limits: pacing.Limits,
     budget: float = TIME_SLICE,
     pacer: CallPacer | None = None,
+    cursor: ClaimCursor | None = None,
 ) -> Step:
     """Send one batch of ``campaign`` (pacing, quiet hours, claim, wash, send,
     record), or say why not: ``wait`` (until ``wait_until``), ``done``,
@@ -110,7 +117,8 @@ def dispatch_step(
 
     With ``pacer`` (installed as ``backend.pacer``), every provider call of
     the batch is paced, and the batch is only as large as its calls can be
-    made in ``budget`` seconds at the account's request rate."""
+    made in ``budget`` seconds at the account's request rate. ``cursor``: the
+    run's claim position (a run passes the same one to every step)."""
     now = clock.now()
     zones, opening = _zones_now(campaign, now)
     if zones is not None and not zones:
@@ -146,7 +154,9 @@ def dispatch_step(
             seconds_left=deadline - clock.monotonic(),
             max_calls=int(getattr(backend, "max_calls_per_send", 0) or 0),
         )
-    batch = batch_claim(campaign=campaign, size=size, zones=zones)
+    batch = batch_claim_next(
+        campaign=campaign, size=size, zones=zones, cursor=cursor or ClaimCursor()
+    )
     if batch is None:
         if _status(campaign.pk) != C.SENDING:
             return Step("stopped", detail="The campaign is no longer sending.")
@@ -363,6 +373,7 @@ def _loop(
     )
     pacer.attach(backend)
     batches_recover(campaign_id=campaign_id, backend=backend)
+    cursor = ClaimCursor()
     while True:
         status = _status(campaign_id)
         if status != C.SENDING:
@@ -380,7 +391,12 @@ def _loop(
             run.state = "lease_lost"
             return
         step = dispatch_step(
-            campaign=campaign, backend=backend, limits=limits, budget=left, pacer=pacer
+            campaign=campaign,
+            backend=backend,
+            limits=limits,
+            budget=left,
+            pacer=pacer,
+            cursor=cursor,
         )
         run.sent += step.sent
         run.skipped += step.skipped

@@ -471,3 +471,75 @@ def test_a_lost_batch_of_a_cancelled_campaign_is_cancelled_not_requeued(
     assert campaign.credits_reserved == 0 and backend.sent == {}
     assert_books_balance(account)
     assert_campaign_consistent(campaign)
+
+
+def test_claims_go_on_from_the_cursor_and_come_back_for_what_was_queued_again(sending, clock):
+    """A run's claims walk forward from the last id claimed (so PostgreSQL
+    never re-walks what was sent), and once nothing is left ahead, claim
+    from the start: a message queued again behind the cursor (not attempted
+    by the provider) is still sent in the same run, exactly once."""
+    from campaigns.engine.batch import ClaimCursor, Outcome, batch_claim_next
+
+    campaign = sending(30)
+    campaign_dispatch(campaign_id=campaign.pk, backend=RecordingBackend(), max_batches=0)
+    campaign.refresh_from_db()
+    ids = sorted(Message.objects.filter(campaign=campaign).values_list("id", flat=True))
+    cursor = ClaimCursor()
+
+    first = batch_claim_next(campaign=campaign, size=10, zones=None, cursor=cursor)
+    assert [r[0] for r in first.rows] == ids[:10] and cursor.after == ids[9]
+    # The provider did not attempt them: queued again, behind the cursor.
+    not_tried = Outcome(status=S.QUEUED, reason="Not attempted by the provider call; requeued.")
+    batch_record(
+        campaign=campaign, token=first.token, outcomes={r[0]: not_tried for r in first.rows}
+    )
+
+    second = batch_claim_next(campaign=campaign, size=10, zones=None, cursor=cursor)
+    assert [r[0] for r in second.rows] == ids[10:20]
+    third = batch_claim_next(campaign=campaign, size=20, zones=None, cursor=cursor)
+    assert [r[0] for r in third.rows] == ids[20:30] and cursor.after == ids[29]
+    again = batch_claim_next(campaign=campaign, size=20, zones=None, cursor=cursor)
+    assert [r[0] for r in again.rows] == ids[:10]
+    assert cursor.after == ids[29]  # a high-water mark: the fallback does not move it back
+    assert batch_claim_next(campaign=campaign, size=20, zones=None, cursor=cursor) is None
+
+
+def test_a_message_leaving_submitting_drops_its_claim_token(sending, clock):
+    """The token's index is partial (tokens not null): it stays small and the
+    record and report writes skip it only if every settled message's token
+    is cleared, whatever it became (sent, requeued, skipped)."""
+    OptOut.objects.create(phone=new_phones(1)[0])  # not one of ours: nothing skipped by it
+    campaign = sending(30)
+    campaign_dispatch(campaign_id=campaign.pk, backend=RecordingBackend(), max_batches=0)
+    campaign.refresh_from_db()
+    batch = batch_claim(campaign=campaign, size=10)
+    assert Message.objects.filter(claim_token=batch.token).count() == 10
+    campaign_dispatch(campaign_id=campaign.pk, backend=RecordingBackend())
+    assert statuses(campaign) == {S.SENT: 20, S.SUBMITTING: 10}
+    assert not Message.objects.exclude(status=S.SUBMITTING).filter(claim_token__isnull=False)
+    assert Message.objects.filter(claim_token=batch.token, status=S.SUBMITTING).count() == 10
+
+
+@pytest.mark.skipif(
+    __import__("django.db").db.connection.vendor != "postgresql", reason="PostgreSQL's ANALYZE"
+)
+def test_a_large_plan_refreshes_postgresql_statistics(sending, monkeypatch, clock):
+    from django.db import connection
+
+    def estimated_rows() -> float:
+        # What ANALYZE writes, in this transaction (the statistics views
+        # only count it after commit).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                [Message._meta.db_table],
+            )
+            return cursor.fetchone()[0]
+
+    monkeypatch.setattr(engine_plan, "ANALYZE_AFTER", 10)
+    small, large = sending(5), sending(40)
+    before = estimated_rows()
+    campaign_plan(campaign_id=small.pk)
+    assert estimated_rows() == before  # under ANALYZE_AFTER: left to autovacuum
+    campaign_plan(campaign_id=large.pk)
+    assert estimated_rows() == Message.objects.count() == 45

@@ -1,0 +1,46 @@
+"""``field__anyof=[...]``: membership in a list as ONE array parameter on
+PostgreSQL (``field = ANY(CAST(%s AS type[]))``), a plain ``IN`` elsewhere.
+
+Why: Django binds parameters on the client with psycopg 3 (its default), so
+``IN`` with n values is n literals quoted in Python, then n expressions for
+PostgreSQL to parse and plan: about 4.5 µs each, 9 ms for the 2,000 ids of
+one engine or report chunk, more than the index lookups themselves. One
+array literal is quoted and parsed once. Used on the engine's and the
+report's hot paths only; the result is the same set of rows as ``__in``.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Field
+from django.db.models.lookups import In
+
+#: Fields whose Python values psycopg passes as they are: no per-value
+#: preparation (for 100k report ids, the preparation cost more than the query).
+PLAIN = frozenset(
+    {"AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "CharField", "TextField"}
+)
+
+
+@Field.register_lookup
+class AnyOf(In):
+    lookup_name = "anyof"
+
+    def get_prep_lookup(self):
+        if self.rhs_is_direct_value() and self.lhs.output_field.get_internal_type() in PLAIN:
+            return list(self.rhs)
+        return super().get_prep_lookup()
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = [v for v in self.rhs if v is not None]
+        if not values:
+            # As ``__in=[]``: matches nothing, without a query.
+            return super().as_sql(compiler, connection)
+        field = self.lhs.output_field
+        if field.get_internal_type() in PLAIN:
+            prepared = values
+        else:
+            prepared = [field.get_db_prep_value(v, connection, prepared=False) for v in values]
+        # An auto key's own type is "bigserial"-like; its values are bigint.
+        db_type = field.rel_db_type(connection) if field.primary_key else field.db_type(connection)
+        return f"{lhs} = ANY(CAST(%s AS {db_type}[]))", [*lhs_params, prepared]

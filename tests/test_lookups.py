@@ -1,0 +1,73 @@
+"""``__anyof``: the same rows as ``__in``, as one array parameter on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from campaigns.models import Campaign, Message
+from contacts.models import OptOut
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def messages(make_account):
+    campaign = Campaign.objects.create(name="C", account=make_account(), body="Hi")
+    token = uuid.uuid4()
+    rows = Message.objects.bulk_create(
+        Message(
+            campaign=campaign,
+            phone=f"+6140000{i:04d}",
+            body="Hi",
+            credits=Decimal("1"),
+            provider_ref=f"ref-{i}" if i % 2 else "",
+            claim_token=token if i < 3 else None,
+        )
+        for i in range(10)
+    )
+    return rows, token
+
+
+def test_anyof_matches_exactly_what_in_matches(messages):
+    rows, token = messages
+    ids = [rows[1].pk, rows[4].pk, rows[4].pk, 10**12]  # a duplicate and an unknown id
+    refs = ["ref-1", "ref-3", "nope"]
+    cases = [
+        ("pk", ids),
+        ("id", ids),
+        ("provider_ref", refs),
+        ("phone", [rows[0].phone, rows[9].phone]),
+        ("claim_token", [token, uuid.uuid4()]),
+        ("pk", []),
+        ("pk", [None, rows[2].pk]),
+    ]
+    for field, values in cases:
+        expected = set(
+            Message.objects.filter(**{f"{field}__in": values}).values_list("pk", flat=True)
+        )
+        got = set(
+            Message.objects.filter(**{f"{field}__anyof": values}).values_list("pk", flat=True)
+        )
+        assert got == expected, (field, values)
+    # In updates too, and on another model.
+    OptOut.objects.create(phone=rows[0].phone)
+    assert list(
+        OptOut.objects.filter(phone__anyof=[rows[0].phone, rows[1].phone]).values_list(
+            "phone", flat=True
+        )
+    ) == [rows[0].phone]
+    assert Message.objects.filter(pk__anyof=[rows[5].pk, rows[6].pk]).update(status="sent") == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one array parameter on PostgreSQL")
+def test_anyof_sends_one_array_parameter_on_postgresql(messages):
+    rows, _ = messages
+    with CaptureQueriesContext(connection) as queries:
+        list(Message.objects.filter(pk__anyof=[r.pk for r in rows]).values_list("pk"))
+    sql = queries.captured_queries[0]["sql"]
+    assert "= ANY(CAST(" in sql and "bigint[]" in sql and " IN (" not in sql
