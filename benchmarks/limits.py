@@ -137,13 +137,22 @@ def limit_dispatch(ids: list[int], batch: int) -> float:
                 f"WHERE {where} AND status = 'queued'",
                 [uuid.uuid4().hex, *params],
             )
-        values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(part))
+        if connection.vendor == "postgresql":
+            # Two arrays: one index lookup per id (a VALUES list is
+            # hash-joined against a scan of the whole table).
+            source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
+            params = [part, [f"p{pk}" for pk in part]]
+            match, ref = "v.id", "v.ref"
+        else:
+            rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(part))
+            source = f"(VALUES {rows}) AS v"
+            params = [x for pk in part for x in (pk, f"p{pk}")]
+            match, ref = "v.column1", "v.column2"
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {SCRATCH} SET status = 'sent', claim_token = NULL, "
-                "provider_ref = v.column2 "
-                f"FROM (VALUES {values}) AS v WHERE {SCRATCH}.id = v.column1",
-                [x for pk in part for x in (pk, f"p{pk}")],
+                f"UPDATE {SCRATCH} SET status = 'sent', claim_token = NULL, provider_ref = {ref} "
+                f"FROM {source} WHERE {SCRATCH}.id = {match}",
+                params,
             )
     return time.perf_counter() - start
 

@@ -494,9 +494,15 @@ def batch_record(
 
 def _update_with_refs(fields: dict, refs: dict[int, str]) -> None:
     """``UPDATE`` the messages ``refs`` (id → the provider's id for it) with
-    ``fields`` and their own provider id, in ONE statement:
-    ``UPDATE ... SET ..., provider_ref = v.column2 FROM (VALUES (id, ref),
-    ...) AS v WHERE id = v.column1`` (PostgreSQL, and SQLite >= 3.33).
+    ``fields`` and their own provider id, in ONE statement per
+    :data:`REFS_PER_STATEMENT` messages:
+
+    - PostgreSQL: ``UPDATE ... SET ..., provider_ref = v.ref FROM
+      unnest(ids, refs) AS v(id, ref) WHERE id = v.id``: two array
+      parameters, and a plan that looks each id up by primary key (with a
+      ``VALUES`` list of 500 rows and statistics, PostgreSQL hash-joins it
+      against a scan of the whole table: 20 ms a batch at 100k messages);
+    - SQLite >= 3.33: the same with ``FROM (VALUES (id, ref), ...)``.
 
     A single-row UPDATE per message (``executemany``) cost more than the
     claim and the status change together; ``bulk_update``'s CASE costs more
@@ -511,16 +517,24 @@ def _update_with_refs(fields: dict, refs: dict[int, str]) -> None:
         field = Message._meta.get_field(name)
         assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
-    assignments.append(f"{quote(Message._meta.get_field('provider_ref').column)} = v.column2")
     pk = quote(Message._meta.pk.column)
+    ref_column = quote(Message._meta.get_field("provider_ref").column)
+    postgresql = connection.vendor == "postgresql"
     keys = sorted(refs)
     for start in range(0, len(keys), REFS_PER_STATEMENT):
         chunk = keys[start : start + REFS_PER_STATEMENT]
-        rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(chunk))
-        values = [x for key in chunk for x in (key, refs[key])]
+        if postgresql:
+            source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
+            values = [chunk, [refs[key] for key in chunk]]
+            match, ref = "v.id", "v.ref"
+        else:
+            rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(chunk))
+            source = f"(VALUES {rows}) AS v"
+            values = [x for key in chunk for x in (key, refs[key])]
+            match, ref = "v.column1", "v.column2"
         sql = (
-            f"UPDATE {table} SET {', '.join(assignments)} "
-            f"FROM (VALUES {rows}) AS v WHERE {table}.{pk} = v.column1"
+            f"UPDATE {table} SET {', '.join(assignments)}, {ref_column} = {ref} "
+            f"FROM {source} WHERE {table}.{pk} = {match}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, *values])
