@@ -1,5 +1,6 @@
 """``field__anyof=[...]``: membership in a list as ONE array parameter on
-PostgreSQL (``field = ANY(CAST(%s AS type[]))``), a plain ``IN`` elsewhere.
+PostgreSQL (``field = ANY(CAST(%s AS type[]))``), a plain ``IN`` elsewhere
+(for ids and text without Django's per-value preparation).
 
 Why: Django binds parameters on the client with psycopg 3 (its default), so
 ``IN`` with n values is n literals quoted in Python, then n expressions for
@@ -29,6 +30,15 @@ class AnyOf(In):
         if self.rhs_is_direct_value() and self.lhs.output_field.get_internal_type() in PLAIN:
             return list(self.rhs)
         return super().get_prep_lookup()
+
+    def as_sql(self, compiler, connection):
+        # Elsewhere a plain IN, without Django's per-value preparation for
+        # the plain fields (a third of the claim's Python on SQLite).
+        values = [v for v in self.rhs if v is not None] if self.rhs_is_direct_value() else []
+        if not values or self.lhs.output_field.get_internal_type() not in PLAIN:
+            return super().as_sql(compiler, connection)
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*lhs_params, *values]
 
     def as_postgresql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
