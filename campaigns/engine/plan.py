@@ -16,6 +16,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -165,10 +166,11 @@ def _plan_overlapped(
     """Render chunks here while :class:`_PlanWriter` inserts them;
     (rows written, lease kept). Re-raises the writer's error."""
     writer = _PlanWriter(campaign.pk, lease)
+    formatter = _PlanCopy(campaign.pk)
     writer.start()
     try:
         for chunk in _recipient_chunks(campaign, zones):
-            if not writer.put((len(chunk), copy_block(chunk))):
+            if not writer.put((len(chunk), formatter.block(chunk))):
                 break
     finally:
         writer.put(None)
@@ -317,14 +319,16 @@ class _PlanInsert:
 
 
 class _PlanCopy(_PlanInsert):
-    """PostgreSQL: ``COPY`` the chunk into a temporary table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the messages.
+    """PostgreSQL: ``COPY`` the chunk (every column but the id, in COPY's
+    text format: :meth:`block`) straight into the messages, in a savepoint.
 
-    ``executemany`` is one round trip and one index probe per row; COPY
-    streams the rows in one go and the set-based insert lets PostgreSQL
-    check the unique (campaign, phone) in bulk, at several times the rate.
-    The temporary table lives for the session (created once per
-    connection) and empties itself at each commit.
+    COPY is the fastest way PostgreSQL has to write rows, but has no
+    ``ON CONFLICT``: when the chunk meets a message already there (a re-run
+    after a crash), the savepoint is rolled back and the same block goes
+    through a temporary table and one ``INSERT ... SELECT ... ON CONFLICT
+    DO NOTHING``, which inserts only what is missing. The temporary table
+    lives for the session (created once per connection) and empties itself
+    at each commit.
     """
 
     TEMP = "smsoffice_plan_rows"
@@ -332,53 +336,69 @@ class _PlanCopy(_PlanInsert):
     def __init__(self, campaign_id: int) -> None:
         super().__init__(campaign_id)
         quote = connection.ops.quote_name
-        variable = [f.column for f in self.variable]
-        types = [f.db_type(connection) for f in self.variable]
+        table = quote(Message._meta.db_table)
+        names = ", ".join(quote(f.column) for f in self.variable + self.fixed)
+        self.copy_direct = f"COPY {table} ({names}) FROM STDIN"
         self.create = (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.TEMP} ("
-            + ", ".join(f"{quote(c)} {t}" for c, t in zip(variable, types, strict=True))
-            + ") ON COMMIT DELETE ROWS"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.TEMP} ON COMMIT DELETE ROWS "
+            f"AS SELECT {names} FROM {table} WITH NO DATA"
         )
-        self.copy = f"COPY {self.TEMP} ({', '.join(quote(c) for c in variable)}) FROM STDIN"
-        # Every other column gets the same value on every row: typed
-        # parameters in the SELECT list (PostgreSQL would take an untyped
-        # one for text).
-        fixed = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in self.fixed)
-        columns = [f.column for f in self.fixed] + variable
+        self.copy_temp = f"COPY {self.TEMP} ({names}) FROM STDIN"
         self.sql = (
-            f"INSERT INTO {quote(Message._meta.db_table)} "
-            f"({', '.join(quote(c) for c in columns)}) "
-            f"SELECT {fixed}, {', '.join(quote(c) for c in variable)} FROM {self.TEMP} "
-            "ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {self.TEMP} ON CONFLICT DO NOTHING"
         )
 
     def __call__(self, rows: list[tuple]) -> None:
         if rows:
-            self.insert_block(copy_block(rows))
+            self.insert_block(self.block(rows))
+
+    def block(self, rows: list[tuple]) -> bytes:
+        """``rows`` with the fixed columns, ready for :meth:`insert_block`."""
+        fixed = "\t" + "\t".join(_copy_text(v) for v in self._fixed_values())
+        return copy_block(rows, suffix=fixed)
 
     def insert_block(self, block: bytes) -> None:
-        """Insert rows already in COPY's text format (:func:`copy_block`)."""
-        fixed = self._fixed_values()
+        """Insert the rows of ``block`` (:meth:`block`) that are not there yet."""
+        from psycopg.errors import UniqueViolation  # PostgreSQL only: not imported on SQLite
+
         with transaction.atomic(), connection.cursor() as cursor:
+            try:
+                with transaction.atomic(), cursor.cursor.copy(self.copy_direct) as copy:
+                    copy.write(block)
+                return
+            except UniqueViolation:
+                pass  # some are there already: insert what is missing
             cursor.execute(self.create)
             # Empty even inside an outer transaction (where ON COMMIT has not
             # come yet): another chunk's rows must never join this insert.
             cursor.execute(f"TRUNCATE {self.TEMP}")
-            with cursor.cursor.copy(self.copy) as copy:
+            with cursor.cursor.copy(self.copy_temp) as copy:
                 copy.write(block)
-            cursor.execute(self.sql, fixed)
+            cursor.execute(self.sql)
 
 
 #: COPY's text format: what a value may not contain as is.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def copy_block(rows: list[tuple]) -> bytes:
-    """``rows`` (as :class:`_PlanInsert` takes them) in COPY's text format:
-    tab-separated, ``\\N`` for NULL, backslash, tab, newline and carriage
-    return escaped. Built by the thread that renders, so the writer thread
-    only sends bytes (``write_row`` per row in the writer fought the
-    rendering thread for the GIL and doubled the insert time)."""
+def _copy_text(value) -> str:
+    """One database-prepared value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def copy_block(rows: list[tuple], *, suffix: str = "") -> bytes:
+    """``rows`` (as :class:`_PlanInsert` takes them) in COPY's text format,
+    each line ending with ``suffix`` (the fixed columns, already in that
+    format): tab-separated, ``\\N`` for NULL, backslash, tab, newline and
+    carriage return escaped. Built by the thread that renders, so the
+    writer thread only sends bytes (``write_row`` per row in the writer
+    fought the rendering thread for the GIL and doubled the insert time)."""
     lines = []
     for contact_id, phone, body, encoding, segments, credits, tz in rows:
         lines.append(
@@ -393,6 +413,7 @@ def copy_block(rows: list[tuple]) -> bytes:
                     tz.translate(_COPY_ESCAPES),
                 )
             )
+            + suffix
         )
     lines.append("")
     return "\n".join(lines).encode()
