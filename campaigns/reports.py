@@ -126,7 +126,9 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
     size = REF_CHUNK_POSTGRESQL if connection.vendor == "postgresql" else CHUNK
     for chunk in _chunks(refs, size):
         # ``exclude("")`` lets the database use the partial provider_ref index.
-        by_provider_ref = messages.filter(provider_ref__anyof=chunk).exclude(provider_ref="")
+        by_provider_ref = messages.filter(provider_ref__anyof=frozenset(chunk)).exclude(
+            provider_ref=""
+        )
         for values in by_provider_ref.values_list(*_ROW_FIELDS):
             if values[1] in campaign_ids:
                 by_ref[values[3]].append(_Row(*values))
@@ -150,7 +152,7 @@ def _match(account: ProviderAccount, updates: Sequence[StatusUpdate]) -> list[in
     pks = sorted({int(REFERENCE.match(updates[i].reference).group(1)) for i in pending_refs})
     by_pk: dict[int, _Row] = {}
     for chunk in _chunks(pks):
-        for values in messages.filter(pk__anyof=chunk).values_list(*_ROW_FIELDS):
+        for values in messages.filter(pk__anyof=frozenset(chunk)).values_list(*_ROW_FIELDS):
             if values[1] in campaign_ids:
                 by_pk[values[0]] = _Row(*values)
 
@@ -268,14 +270,18 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             fields = ("pk", "campaign_id", "status", "credits", "provider_ref")
             rows = list(
                 Message.objects.select_for_update()
-                .filter(pk__anyof=chunk, status__in=UPDATABLE)
+                .filter(pk__anyof=frozenset(chunk), status__in=UPDATABLE)
                 .order_by("pk")
                 .values_list(*fields)
             )
             if len(rows) < len(chunk):
                 locked = {row[0] for row in rows}
                 rest = [pk for pk in chunk if pk not in locked]
-                rows += Message.objects.filter(pk__anyof=rest).order_by().values_list(*fields)
+                rows += (
+                    Message.objects.filter(pk__anyof=frozenset(rest))
+                    .order_by()
+                    .values_list(*fields)
+                )
             for pk, campaign_id, status, credits, provider_ref in rows:
                 update = best[pk]
                 if status in PENDING:
@@ -339,7 +345,9 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             if refund:
                 fields["status_reason"] = f"Refunded by the provider ({refund_reference})."
             for chunk in _chunks(pks):
-                done = Message.objects.filter(pk__anyof=chunk, status=old).update(**fields)
+                done = Message.objects.filter(pk__anyof=frozenset(chunk), status=old).update(
+                    **fields
+                )
                 if done != len(chunk):  # pragma: no cover - rows are locked above
                     # We cannot tell which rows moved, so neither their counters
                     # nor their refunds can be right: undo the whole call.
@@ -355,7 +363,7 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
                 refunds.extend(pks)
         for (old, raw_status, error_code, raw_error), pks in raw_groups.items():
             for chunk in _chunks(pks):
-                Message.objects.filter(pk__anyof=chunk, status=old).update(
+                Message.objects.filter(pk__anyof=frozenset(chunk), status=old).update(
                     raw_status=raw_status,
                     error_code=error_code,
                     raw_error=raw_error,

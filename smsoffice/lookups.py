@@ -8,6 +8,9 @@ PostgreSQL to parse and plan: about 4.5 µs each, 9 ms for the 2,000 ids of
 one engine or report chunk, more than the index lookups themselves. One
 array literal is quoted and parsed once. Used on the engine's and the
 report's hot paths only; the result is the same set of rows as ``__in``.
+
+Pass a (frozen)set there: ``filter()`` walks a list or tuple value by value
+looking for expressions to resolve (about 1 µs each, 7 % of a status apply).
 """
 
 from __future__ import annotations

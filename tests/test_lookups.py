@@ -45,6 +45,9 @@ def test_anyof_matches_exactly_what_in_matches(messages):
         ("claim_token", [token, uuid.uuid4()]),
         ("pk", []),
         ("pk", [None, rows[2].pk]),
+        ("pk", frozenset(ids)),
+        ("provider_ref", frozenset(refs)),
+        ("pk", frozenset()),
     ]
     for field, values in cases:
         expected = set(

@@ -174,7 +174,7 @@ def batch_claim(
         if not rows:
             return None
         ids = [row[0] for row in rows]
-        claimed = Message.objects.filter(id__anyof=ids, status=S.QUEUED).update(
+        claimed = Message.objects.filter(id__anyof=frozenset(ids), status=S.QUEUED).update(
             status=S.SUBMITTING, claim_token=token, claimed_at=now, status_reason=""
         )
         if claimed != len(rows):  # pragma: no cover - the rows are locked above
@@ -197,7 +197,7 @@ BATCH_ROW = ("id", "phone", "body", "credits", "attempts")
 def _wash(campaign: Campaign, token: uuid.UUID, rows: list[tuple]) -> Batch:
     """Skip the claimed recipients that opted out since planning."""
     opted = set(
-        OptOut.objects.filter(phone__anyof=[row[1] for row in rows])
+        OptOut.objects.filter(phone__anyof=frozenset(row[1] for row in rows))
         .order_by()
         .values_list("phone", flat=True)
     )
@@ -391,7 +391,7 @@ def batch_record(
         )
         credits = dict(
             Message.objects.select_for_update()
-            .filter(id__anyof=list(outcomes), claim_token=token, status=S.SUBMITTING)
+            .filter(id__anyof=frozenset(outcomes), claim_token=token, status=S.SUBMITTING)
             .values_list("id", "credits")
         )
         if not credits:
@@ -444,7 +444,7 @@ def batch_record(
             if status == S.SENT:
                 _update_with_refs(fields, {pk: outcomes[pk].provider_ref[:100] for pk in ids})
             else:
-                Message.objects.filter(id__anyof=ids).update(**fields)
+                Message.objects.filter(id__anyof=frozenset(ids)).update(**fields)
             moved[status] += len(ids)
         counters_move(
             campaign_id=campaign.pk,
