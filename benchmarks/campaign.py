@@ -13,7 +13,9 @@ the simulator with no latency and no rate limit. Prints, per stage, the
 seconds, recipients (or updates) per second and the process's peak memory
 (max RSS so far) so flatness can be compared across N:
 
-- plan: ``campaign_plan`` (stream recipients, render, measure, bulk insert);
+- plan: ``campaign_plan`` (stream recipients, render, measure, bulk insert;
+  on PostgreSQL a writer thread COPYs each chunk while the next is rendered,
+  then the messages are analyzed, as after any large plan);
 - dispatch: ``campaign_dispatch`` runs until the campaign is complete
   (claim, wash, ``SimulatorBackend.send``, record, charge), batches of
   ``--batch``; the simulated provider keeps its own bookkeeping in memory
