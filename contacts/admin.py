@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from contacts.importing import admin as importing_admin  # noqa: F401  (Contact imports)
@@ -18,6 +19,10 @@ from contacts.resources import ContactResource, OptOutResource
 from contacts.services import optout_add, optout_remove
 
 #: Keyword actions of a reply, in words.
+#: The empty row of the contact's history tables (constant markup: format_html
+#: without arguments is deprecated).
+NONE_YET = mark_safe('<tr><td colspan="4">None yet.</td></tr>')
+
 REPLY_ACTIONS = {"opt_out": "STOP (opted out)", "opt_in": "START (asked to opt back in)"}
 
 
@@ -182,11 +187,11 @@ class ContactAdmin(ExportMixin, admin.ModelAdmin):
             "</tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}?{}">All replies from this number</a></p></div>',
             HISTORY_LIMIT,
-            messages or format_html('<tr><td colspan="4">None yet.</td></tr>'),
+            messages or NONE_YET,
             base,
             urlencode({"q": obj.phone}),
             HISTORY_LIMIT,
-            replies or format_html('<tr><td colspan="4">None yet.</td></tr>'),
+            replies or NONE_YET,
             inbox,
             urlencode({"q": obj.phone}),
         )
