@@ -25,12 +25,13 @@ class Applier:
     Per chunk, in one transaction: move the job's cursor (so two workers
     never apply the same chunk), read the chunk's existing contacts (joined
     on the server with the staged rows, no list of phones sent), upsert the
-    contacts from a temporary table filled by COPY (PostgreSQL) or
-    ``executemany`` (SQLite) with one ``INSERT ... SELECT ... ON CONFLICT``,
-    add the memberships the same way, and write the undo records.
+    contacts with one ``INSERT ... ON CONFLICT ... RETURNING`` (rows COPYed
+    into a temporary table on PostgreSQL, multi-row VALUES on SQLite: see
+    :class:`~contacts.importing.common.ChunkTable`), add the memberships
+    the same way, and write the undo records.
     """
 
-    #: The temporary tables of one chunk (per connection; see ChunkTable).
+    #: The temporary tables of one chunk on PostgreSQL (see ChunkTable).
     CONTACTS = "smsoffice_import_contacts"
     MEMBERSHIPS = "smsoffice_import_memberships"
 
@@ -48,13 +49,12 @@ class Applier:
             self.CONTACTS, {c: Contact._meta.get_field(c) for c in columns}
         )
         updated = [*self.columns, *(["custom_fields"] if self.custom else []), "updated_at"]
-        # "WHERE true": SQLite's grammar needs it to tell the upsert's ON
-        # CONFLICT from a join constraint of the SELECT.
-        self.contact_sql = (
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}, {qn('created_at')}, "
-            f"{qn('updated_at')}) SELECT {', '.join(qn(c) for c in columns)}, %s, %s "
-            f"FROM {self.CONTACTS} WHERE true "
-            f"ON CONFLICT ({qn('phone')}) DO UPDATE SET "
+        self.contact_head = (
+            f"INSERT INTO {table} ({self.contact_rows.names}, {qn('created_at')}, "
+            f"{qn('updated_at')})"
+        )
+        self.contact_tail = (
+            f" ON CONFLICT ({qn('phone')}) DO UPDATE SET "
             + ", ".join(f"{qn(f)} = excluded.{qn(f)}" for f in updated)
             + f" RETURNING {qn('id')}, {qn('phone')}"
         )
@@ -63,11 +63,12 @@ class Applier:
             self.MEMBERSHIPS,
             {"contact_id": Contact._meta.pk, "contact_list_id": ContactList._meta.pk},
         )
-        self.membership_sql = (
-            f"INSERT INTO {qn(membership.db_table)} ({qn('contact_id')}, {qn('contact_list_id')}, "
-            f"{qn('added_at')}) SELECT {qn('contact_id')}, {qn('contact_list_id')}, %s "
-            f"FROM {self.MEMBERSHIPS} WHERE true "
-            f"ON CONFLICT ({qn('contact_list_id')}, {qn('contact_id')}) DO NOTHING "
+        self.membership_head = (
+            f"INSERT INTO {qn(membership.db_table)} ({qn('contact_id')}, "
+            f"{qn('contact_list_id')}, {qn('added_at')})"
+        )
+        self.membership_tail = (
+            f" ON CONFLICT ({qn('contact_list_id')}, {qn('contact_id')}) DO NOTHING "
             f"RETURNING {qn('contact_id')}, {qn('contact_list_id')}"
         )
         self.json_field = Contact._meta.get_field("custom_fields")
@@ -150,9 +151,10 @@ class Applier:
                 )
             )
         with connection.cursor() as cursor:
-            self.contact_rows.fill(cursor, contacts)
-            cursor.execute(self.contact_sql, [now, now])
-            ids = {phone: contact_id for contact_id, phone in cursor.fetchall()}
+            returned = self.contact_rows.insert(
+                cursor, self.contact_head, contacts, [now, now], self.contact_tail
+            )
+            ids = {phone: contact_id for contact_id, phone in returned}
             wanted: list[tuple] = []
             target = self.target_list
             for _id, phone, *_rest, list_ids in rows:
@@ -165,11 +167,10 @@ class Applier:
                     targets.add(target)
                 wanted.extend((contact_id, list_id) for list_id in sorted(targets))
             added: dict[int, list[int]] = {}
-            if wanted:
-                self.membership_rows.fill(cursor, wanted)
-                cursor.execute(self.membership_sql, [now])
-                for contact_id, list_id in cursor.fetchall():
-                    added.setdefault(contact_id, []).append(list_id)
+            for contact_id, list_id in self.membership_rows.insert(
+                cursor, self.membership_head, wanted, [now], self.membership_tail
+            ):
+                added.setdefault(contact_id, []).append(list_id)
             changes = []
             for _id, phone, *_rest in rows:
                 contact_id = ids[phone]
