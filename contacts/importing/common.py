@@ -31,39 +31,6 @@ def add_issues(job: ImportJob, issues: list[ImportIssue]) -> None:
         ImportIssue.objects.bulk_create(issues)
 
 
-def rows_source(model, columns: list[str], rows: list[tuple]) -> tuple[str, list]:
-    """The rows as the source of an ``INSERT``: SQL and parameters.
-
-    PostgreSQL: ``SELECT * FROM unnest(%s::type[], ...)``, one array per
-    column; psycopg parses a query's placeholders in Python, so 16,000 of
-    them cost more than the insert. SQLite: ``VALUES (...), (...)``.
-    """
-    if connection.vendor == "postgresql":
-        fields = {f.column: f for f in model._meta.concrete_fields}
-        casts = ", ".join(f"%s::{fields[c].db_type(connection)}[]" for c in columns)
-        return f"SELECT * FROM unnest({casts})", [list(c) for c in zip(*rows, strict=True)]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
-
-
-def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
-    """INSERT ``rows`` into ``model``'s table, many rows per statement.
-
-    One statement (see :func:`rows_source`) instead of ``executemany``, which
-    psycopg sends as a statement per row. Slices keep each SQLite statement
-    under its 32,766 parameters.
-    """
-    if not rows:
-        return
-    qn = connection.ops.quote_name
-    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-    step = max(1, 30_000 // len(columns))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), step):
-            source, params = rows_source(model, columns, rows[start : start + step])
-            cursor.execute(head + source, params)
-
-
 #: Parameters per SQLite statement (SQLite allows 32,766).
 SQLITE_PARAMETERS = 30_000
 
@@ -73,9 +40,10 @@ def load_rows(cursor, table: str, columns: list[str], rows: list[tuple]) -> None
     has for rows whose ids nobody needs back.
 
     PostgreSQL: ``COPY``, which streams the rows and adapts them in C (the
-    array parameters of :func:`rows_source` are quoted in Python, one value
-    at a time, under Django's client-side binding: most of an import's time
-    went there). SQLite: multi-row ``VALUES`` (:func:`sqlite_values`).
+    array parameters of a multi-row ``INSERT ... SELECT FROM unnest(...)``,
+    which this replaces, are quoted in Python one value at a time under
+    Django's client-side binding: most of an import's time went there).
+    SQLite: multi-row ``VALUES`` (:func:`sqlite_values`).
     """
     if not rows:
         return
