@@ -114,9 +114,10 @@ class Applier:
             # The chunk's staged rows are the job's ids from the first to the
             # last: the server joins them with the contacts.
             cursor.execute(self.lookup_sql, [self.job.pk, rows[0][0], rows[-1][0]])
-            from_db = self.json_field.from_db_value
+            # Custom fields stay JSON text (as the database returns them)
+            # unless they have to be merged: most rows never parse them.
             existing = {
-                phone: (first, last, email, from_db(custom, None, connection))
+                phone: (first, last, email, custom if isinstance(custom, str) else to_json(custom))
                 for phone, first, last, email, custom in cursor.fetchall()
             }
         now = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -130,16 +131,22 @@ class Applier:
                 custom_json = custom_text if merge and custom_text else "{}"
                 contacts.append((phone, first, last, email, custom_json))
                 continue
-            previous[phone] = to_json(dict(zip(common.CONTACT_FIELDS, before, strict=True)))
+            # What the undo restores: json.loads of it is the contact's fields.
+            stored = before[3]
+            previous[phone] = (
+                f'{{"first_name": {to_json(before[0])}, "last_name": {to_json(before[1])}, '
+                f'"email": {to_json(before[2])}, "custom_fields": {stored}}}'
+            )
             # An existing contact: only the file's columns are updated (see
-            # contact_sql); its custom fields are merged, the file's winning.
-            custom = before[3] or {}
+            # contact_tail); its custom fields are merged, the file's winning.
             if not (merge and custom_text):
-                custom_json = to_json(custom) if custom else "{}"
-            elif not custom:
-                custom_json = custom_text  # already a JSON object: no need to parse it
+                custom_json = stored  # not updated: its own value
             else:
-                custom_json = to_json({**custom, **json.loads(custom_text)})
+                custom = self.json_field.from_db_value(stored, None, connection) or {}
+                if not custom:
+                    custom_json = custom_text  # already a JSON object: no need to parse it
+                else:
+                    custom_json = to_json({**custom, **json.loads(custom_text)})
             has_first, has_last, has_email = self.has
             contacts.append(
                 (
