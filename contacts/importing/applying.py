@@ -81,17 +81,21 @@ class Applier:
         )
         self.changes_table = qn(ImportChange._meta.db_table)
 
-    def next_chunk(self) -> bool:
-        cursor_before = (
-            ImportJob.objects.filter(pk=self.job.pk).values_list("apply_cursor", flat=True).get()
-        )
-        rows = list(
+    def chunk(self, cursor_before: int):
+        """The staged rows after ``cursor_before``: the next chunk, in id order."""
+        return (
             ImportRow.objects.filter(job_id=self.job.pk, id__gt=cursor_before)
             .order_by("id")
             .values_list(
                 "id", "phone", "first_name", "last_name", "email", "custom_fields", "list_ids"
             )[: common.CHUNK_ROWS]
         )
+
+    def next_chunk(self) -> bool:
+        cursor_before = (
+            ImportJob.objects.filter(pk=self.job.pk).values_list("apply_cursor", flat=True).get()
+        )
+        rows = list(self.chunk(cursor_before))
         if not rows:
             return False
         with transaction.atomic():
@@ -202,6 +206,7 @@ class Applier:
 def undo(job: ImportJob) -> None:
     """Undo every recorded change of ``job``, newest first, a chunk at a time."""
     fields = common.CONTACT_FIELDS
+    common.refresh_statistics(ImportChange)  # read back a chunk at a time, newest first
     changes = ImportChange.objects.filter(job=job)
     while True:
         chunk = list(

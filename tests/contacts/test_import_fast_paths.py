@@ -105,3 +105,20 @@ def test_undo_after_chunked_apply_restores_everything(monkeypatch):
     }
     assert after == before
     assert not ListMembership.objects.filter(contact_list=vip).exists()
+
+
+def test_postgresql_reads_a_staged_chunk_by_index_not_by_sorting_the_job(monkeypatch):
+    # Without fresh statistics PostgreSQL fetched every remaining staged row
+    # of the job and sorted them, for every chunk (quadratic in the file).
+    from django.db import connection
+
+    from contacts.importing.applying import Applier
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL planner question")
+    monkeypatch.setattr(common, "CHUNK_ROWS", 50)
+    rows = b"".join(b"04%08d\n" % i for i in range(30000))
+    job = stage(b"phone\n" + rows)
+    assert job.status == S.READY, issues(job)
+    plan = Applier(job).chunk(0).explain()
+    assert "Sort" not in plan, plan
