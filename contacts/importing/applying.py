@@ -73,12 +73,25 @@ class Applier:
         )
         self.json_field = Contact._meta.get_field("custom_fields")
         staged = qn(ImportRow._meta.db_table)
-        self.lookup_sql = (
-            f"SELECT {qn('phone')}, {qn('first_name')}, {qn('last_name')}, {qn('email')}, "
-            f"{qn('custom_fields')} FROM {table} WHERE {qn('phone')} IN "
-            f"(SELECT {qn('phone')} FROM {staged} WHERE {qn('job_id')} = %s "
-            f"AND {qn('id')} BETWEEN %s AND %s)"
+        fields = ", ".join(
+            f"c.{qn(c)}" for c in ("phone", "first_name", "last_name", "email", "custom_fields")
         )
+        chunk = f"r.{qn('job_id')} = %s AND r.{qn('id')} BETWEEN %s AND %s"
+        if connection.vendor == "postgresql":
+            # One index probe per staged row, whatever the statistics say: a
+            # contacts table that grew during the import still looks empty
+            # to the planner, which then scanned all of it for every chunk.
+            # (LIMIT 1 keeps the subquery from being flattened into a join
+            # the planner may hash; phone is unique.)
+            self.lookup_sql = (
+                f"SELECT {fields} FROM {staged} r CROSS JOIN LATERAL (SELECT * FROM {table} "
+                f"WHERE {table}.{qn('phone')} = r.{qn('phone')} LIMIT 1) c WHERE {chunk}"
+            )
+        else:
+            self.lookup_sql = (
+                f"SELECT {fields} FROM {staged} r JOIN {table} c "
+                f"ON c.{qn('phone')} = r.{qn('phone')} WHERE {chunk}"
+            )
         self.changes_table = qn(ImportChange._meta.db_table)
 
     def chunk(self, cursor_before: int):
