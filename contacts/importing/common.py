@@ -119,7 +119,9 @@ class ChunkTable:
         cursor.execute(self.create)
         # Empty even inside an outer transaction (where ON COMMIT has not
         # come yet): another chunk's rows must never join this insert.
-        cursor.execute(f"TRUNCATE {self.name}")
+        # DELETE, not TRUNCATE: the table is empty but for that case, and
+        # TRUNCATE gives it a new file and catalog entries each time.
+        cursor.execute(f"DELETE FROM {self.name}")
         load_rows(cursor, self.name, self.columns, rows)
         marks = "".join(", %s" for _ in fixed)
         cursor.execute(f"{head} SELECT {self.names}{marks} FROM {self.name}{tail}", fixed)
