@@ -196,16 +196,23 @@ class Applier:
             ):
                 added.setdefault(contact_id, []).append(list_id)
             changes = []
+            job_id = self.job.pk
             for _id, phone, *_rest in rows:
                 contact_id = ids[phone]
                 lists = added.get(contact_id)
+                if not lists:
+                    lists_added = ""
+                elif len(lists) == 1:
+                    lists_added = str(lists[0])
+                else:
+                    lists_added = LIST_SEP.join(str(i) for i in sorted(lists))
                 changes.append(
                     (
-                        self.job.pk,
+                        job_id,
                         contact_id,
                         phone not in previous,
                         previous.get(phone, ""),
-                        LIST_SEP.join(str(i) for i in sorted(lists)) if lists else "",
+                        lists_added,
                     )
                 )
             common.load_rows(

@@ -88,6 +88,7 @@ class Stager:
 
     def __init__(self, job: ImportJob, table: Table) -> None:
         self.job = job
+        self.job_id = job.pk  # once: the model's pk property costs a call per row
         self.table = table
         self.normalize = PhoneNormalizer(job.region or None)
         self.list_ids: dict[str, int | None] = {}
@@ -230,7 +231,7 @@ class Stager:
         if ok:
             self.rows.append(
                 (
-                    self.job.pk,
+                    self.job_id,
                     line,
                     phone,
                     values["first_name"],
