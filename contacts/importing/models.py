@@ -117,7 +117,17 @@ class ImportRow(models.Model):
     separated by ``;``.
     """
 
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rows")
+    # No database constraint and no index of its own on ``job``: a staged row
+    # is written by the job's own worker after the job, and goes with it
+    # (Django cascades the delete); the constraint cost a check per row at
+    # every commit, and the composite indexes below serve every lookup by job.
+    job = models.ForeignKey(
+        ImportJob,
+        on_delete=models.CASCADE,
+        related_name="rows",
+        db_constraint=False,
+        db_index=False,
+    )
     line = models.PositiveIntegerField()
     phone = models.CharField(max_length=16)
     first_name = models.CharField(max_length=100, blank=True)
@@ -161,7 +171,14 @@ class ImportChange(models.Model):
     list ids it was added to (undo removes those memberships only).
     """
 
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="changes")
+    # As ImportRow.job: no constraint checked per row, no index of its own.
+    job = models.ForeignKey(
+        ImportJob,
+        on_delete=models.CASCADE,
+        related_name="changes",
+        db_constraint=False,
+        db_index=False,
+    )
     contact_id = models.BigIntegerField()
     created = models.BooleanField()
     previous = models.TextField(blank=True)

@@ -189,6 +189,7 @@ def import_stage(*, job_id: int) -> ImportJob:
                     detected_encoding=table.encoding or table.format.upper()
                 )
                 Stager(job, table).run()
+        common.refresh_statistics(ImportRow)
         if not _issue_count(job):
             report_duplicates(job)
     except common.Cancelled:
@@ -318,6 +319,7 @@ def import_clean(*, job_id: int) -> None:
     if job.status in ImportJob.OPEN_STATUSES:
         return
     _drop_staging(job, files=True)
+    common.refresh_statistics(ImportChange)
     common.delete_in_chunks(ImportChange.objects.filter(job=job))
 
 
