@@ -135,6 +135,8 @@ def limit_dispatch(ids: list[int], batch: int) -> float:
     """Seconds for the claim and record UPDATEs of ``ids`` in batches."""
     from django.db import connection, transaction
 
+    from campaigns.engine.batch import id_ref_source
+
     start = time.perf_counter()
     for i in range(0, len(ids), batch):
         part = ids[i : i + batch]
@@ -145,17 +147,9 @@ def limit_dispatch(ids: list[int], batch: int) -> float:
                 f"WHERE {where} AND status = 'queued'",
                 [uuid.uuid4().hex, *params],
             )
-        if connection.vendor == "postgresql":
-            # Two arrays: one index lookup per id (a VALUES list is
-            # hash-joined against a scan of the whole table).
-            source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
-            params = [part, [f"p{pk}" for pk in part]]
-            match, ref = "v.id", "v.ref"
-        else:
-            rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(part))
-            source = f"(VALUES {rows}) AS v"
-            params = [x for pk in part for x in (pk, f"p{pk}")]
-            match, ref = "v.column1", "v.column2"
+        # As the engine records them (two arrays on PostgreSQL: one index
+        # lookup per id; a VALUES list is hash-joined against a table scan).
+        source, params, match, ref = id_ref_source(part, [f"p{pk}" for pk in part])
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {SCRATCH} SET status = 'sent', claim_token = NULL, provider_ref = {ref} "

@@ -519,25 +519,29 @@ def _update_with_refs(fields: dict, refs: dict[int, str]) -> None:
         params.append(field.get_db_prep_save(value, connection))
     pk = quote(Message._meta.pk.column)
     ref_column = quote(Message._meta.get_field("provider_ref").column)
-    postgresql = connection.vendor == "postgresql"
     keys = sorted(refs)
     for start in range(0, len(keys), REFS_PER_STATEMENT):
         chunk = keys[start : start + REFS_PER_STATEMENT]
-        if postgresql:
-            source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
-            values = [chunk, [refs[key] for key in chunk]]
-            match, ref = "v.id", "v.ref"
-        else:
-            rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(chunk))
-            source = f"(VALUES {rows}) AS v"
-            values = [x for key in chunk for x in (key, refs[key])]
-            match, ref = "v.column1", "v.column2"
+        source, values, match, ref = id_ref_source(chunk, [refs[key] for key in chunk])
         sql = (
             f"UPDATE {table} SET {', '.join(assignments)}, {ref_column} = {ref} "
             f"FROM {source} WHERE {table}.{pk} = {match}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, *values])
+
+
+def id_ref_source(ids: list[int], refs: list[str]) -> tuple[str, list, str, str]:
+    """(id, provider id) pairs as the ``FROM`` source of an UPDATE: its SQL,
+    its parameters, and the expressions of the id and of the provider id.
+    PostgreSQL: two ``unnest()``ed arrays (see :func:`_update_with_refs`);
+    elsewhere a ``VALUES`` list."""
+    if connection.vendor == "postgresql":
+        source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
+        return source, [list(ids), list(refs)], "v.id", "v.ref"
+    rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(ids))
+    params = [x for pair in zip(ids, refs, strict=True) for x in pair]
+    return f"(VALUES {rows}) AS v", params, "v.column1", "v.column2"
 
 
 #: Rows per ``UPDATE ... FROM (VALUES ...)`` (two parameters each: well
