@@ -26,7 +26,7 @@ from campaigns.models import Campaign
 
 logger = logging.getLogger("campaigns.engine")
 
-#: The dispatch lease; renewed by the run's heartbeat and before every batch.
+#: The dispatch lease; renewed by the run's heartbeat (:meth:`Heartbeat.keep`).
 LEASE = timedelta(seconds=30)
 #: Seconds between two heartbeats: a third of the lease, so two can be late.
 HEARTBEAT = 10.0
@@ -65,7 +65,7 @@ class Heartbeat:
     the lease was taken over (the run must stop claiming). The thread uses its
     own database connection and closes it. Off (``enabled=False``) inside an
     outer transaction, where another connection could not see the run's rows
-    (the test suite); the run still renews before every batch.
+    (the test suite); the run then renews before every batch (:meth:`keep`).
     """
 
     def __init__(self, campaign_id: int, token: uuid.UUID, *, enabled: bool | None = None):
@@ -73,6 +73,8 @@ class Heartbeat:
         self.token = token
         self.enabled = (not connection.in_atomic_block) if enabled is None else enabled
         self.lost = threading.Event()
+        #: ``clock.monotonic()`` of the last renewal (the lease was just taken).
+        self.renewed_at = clock.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -83,6 +85,26 @@ class Heartbeat:
             )
             self._thread.start()
         return self
+
+    def keep(self) -> bool:
+        """Before a batch: False when the lease is lost (stop claiming).
+
+        Renews it from the run's own thread only when the heartbeat is off,
+        or has not renewed it for :data:`HEARTBEAT` seconds (a failed beat).
+        A live heartbeat keeps it otherwise: a renewal per batch was one more
+        statement and one more commit (a WAL flush) per 500 messages, ~4 % of
+        a PostgreSQL dispatch, and guarded nothing the heartbeat does not: a
+        lease is only taken over once it has expired, three beats late.
+        """
+        if self.lost.is_set():
+            return False
+        if self.enabled and clock.monotonic() - self.renewed_at < HEARTBEAT:
+            return True
+        if not lease_renew(self.campaign_id, self.token):
+            self.lost.set()
+            return False
+        self.renewed_at = clock.monotonic()
+        return True
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -98,6 +120,7 @@ class Heartbeat:
                     if not lease_renew(self.campaign_id, self.token):
                         self.lost.set()
                         return
+                    self.renewed_at = clock.monotonic()
                 except DatabaseError as exc:
                     # One missed beat is survivable (the lease lasts three).
                     logger.warning("Campaign %s: heartbeat failed: %s", self.campaign_id, exc)

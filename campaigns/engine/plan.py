@@ -14,7 +14,6 @@ import pickle
 import queue
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +24,7 @@ from campaigns import quiet_hours
 from campaigns.counters import counters_move, counters_recount
 from campaigns.engine import clock
 from campaigns.engine.common import C, S, credit_move, credits_of, event
-from campaigns.engine.lease import lease_renew
+from campaigns.engine.lease import Heartbeat
 from campaigns.engine.transitions import campaign_pause_locked
 from campaigns.models import Campaign, Message
 from providers.services import CreditError
@@ -36,13 +35,14 @@ PLAN_CHUNK = 2000
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
-def campaign_plan(*, campaign_id: int, lease: uuid.UUID | None = None) -> bool:
+def campaign_plan(*, campaign_id: int, lease: Heartbeat | None = None) -> bool:
     """Materialise one ``Message`` per recipient, then reconcile counters and
     the reservation with the plan. Returns True once the campaign is planned.
 
     Safe to run again after a crash (the unique (campaign, phone) ignores
-    what is there). With ``lease``, the lease is renewed per chunk and
-    planning stops (False) if it was lost. Each chunk of
+    what is there). With ``lease`` (the run's :class:`Heartbeat`), the
+    lease is kept per chunk (:meth:`Heartbeat.keep`) and planning stops
+    (False) if it was lost. Each chunk of
     :data:`PLAN_CHUNK` is inserted in its own transaction; a cancel seen
     between chunks stops the inserts (the finalisation cancels what was
     planned).
@@ -75,10 +75,10 @@ def campaign_plan(*, campaign_id: int, lease: uuid.UUID | None = None) -> bool:
     return planned
 
 
-def _chunk_done(campaign_id: int, lease: uuid.UUID | None) -> str:
+def _chunk_done(campaign_id: int, lease: Heartbeat | None) -> str:
     """After each inserted chunk: "" to go on, "lease" when the lease was
     lost, "cancelled" when the campaign was cancelled meanwhile."""
-    if lease is not None and not lease_renew(campaign_id, lease):
+    if lease is not None and not lease.keep():
         return "lease"
     if Campaign.objects.filter(pk=campaign_id, status=C.CANCELLED).exists():
         return "cancelled"
@@ -86,7 +86,7 @@ def _chunk_done(campaign_id: int, lease: uuid.UUID | None) -> str:
 
 
 def _plan_two_phases(
-    campaign: Campaign, zones: set[str], lease: uuid.UUID | None
+    campaign: Campaign, zones: set[str], lease: Heartbeat | None
 ) -> tuple[int, bool]:
     """Spool every recipient, then insert; (rows written, lease kept)."""
     written = 0
@@ -114,7 +114,7 @@ class _PlanWriter(threading.Thread):
     error it sets :attr:`stopped`, drops what else comes and keeps the
     reason (:attr:`lease_lost`, :attr:`error`) for the planning thread."""
 
-    def __init__(self, campaign_id: int, lease: uuid.UUID | None) -> None:
+    def __init__(self, campaign_id: int, lease: Heartbeat | None) -> None:
         super().__init__(name=f"plan-writer-{campaign_id}", daemon=True)
         self.campaign_id = campaign_id
         self.lease = lease
@@ -161,7 +161,7 @@ class _PlanWriter(threading.Thread):
 
 
 def _plan_overlapped(
-    campaign: Campaign, zones: set[str], lease: uuid.UUID | None
+    campaign: Campaign, zones: set[str], lease: Heartbeat | None
 ) -> tuple[int, bool]:
     """Render chunks here while :class:`_PlanWriter` inserts them;
     (rows written, lease kept). Re-raises the writer's error."""

@@ -36,7 +36,7 @@ from campaigns.engine.batch import (
 )
 from campaigns.engine.common import MAX_INLINE_WAIT, STALE_AFTER, C, S, event
 from campaigns.engine.enqueue import enqueue_dispatch
-from campaigns.engine.lease import LEASE, Heartbeat, lease_release, lease_renew, lease_take
+from campaigns.engine.lease import LEASE, Heartbeat, lease_release, lease_take
 from campaigns.engine.pacer import CallPacer, prebooked
 from campaigns.engine.plan import campaign_plan
 from campaigns.engine.recover import batches_recover
@@ -357,7 +357,7 @@ def _loop(
     if backend is None:
         backend = campaign.account.get_backend()
     if not campaign.planned:
-        if not campaign_plan(campaign_id=campaign_id, lease=token):
+        if not campaign_plan(campaign_id=campaign_id, lease=heartbeat):
             run.state = "lease_lost"
             return
         campaign = Campaign.objects.select_related("account", "template").get(pk=campaign_id)
@@ -387,7 +387,7 @@ def _loop(
             # The worker is shutting down: hand the campaign to the next one.
             run.state = "slice_over"
             return
-        if heartbeat.lost.is_set() or not lease_renew(campaign_id, token):
+        if not heartbeat.keep():
             run.state = "lease_lost"
             return
         step = dispatch_step(

@@ -15,6 +15,7 @@ from django.db import connection
 
 from campaigns.engine import campaign_plan
 from campaigns.engine import plan as engine_plan
+from campaigns.engine.lease import Heartbeat
 from campaigns.models import Campaign, Message
 from campaigns.services import campaign_send_now
 from contacts.models import Contact
@@ -107,6 +108,7 @@ def test_a_writer_error_is_raised_and_a_rerun_completes_the_plan_once(campaign, 
 
 
 def test_a_lost_lease_stops_the_writer_and_plans_nothing_more(campaign):
-    assert campaign_plan(campaign_id=campaign.pk, lease=uuid.uuid4()) is False  # not ours
+    not_ours = Heartbeat(campaign.pk, uuid.uuid4(), enabled=False)  # renews at every chunk
+    assert campaign_plan(campaign_id=campaign.pk, lease=not_ours) is False
     assert Message.objects.filter(campaign=campaign).count() == 100  # the first chunk only
     assert not Campaign.objects.get(pk=campaign.pk).planned
