@@ -205,8 +205,9 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
     - ``raw_status``, ``error_code``, ``raw_error`` and ``status_at`` are
       written with the status; the provider id is recorded on a message that
       had none (a batch member reported by destination).
-    - One ``UPDATE`` per (from, to, raw status, error) group, guarded by the
-      old status; campaign counters move in the same transaction.
+    - One ``UPDATE`` per (from, to, raw status, error) group, by id, of rows
+      locked when their old status was read; campaign counters move in the
+      same transaction.
     - A message that was charged (``sent`` or ``unknown``) and ends
       undelivered, expired, rejected or failed is refunded when the report
       says ``refunded``, or when the backend ``refunds_failed`` and the
@@ -345,15 +346,19 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             if refund:
                 fields["status_reason"] = f"Refunded by the provider ({refund_reference})."
             for chunk in _chunks(pks):
-                done = Message.objects.filter(pk__anyof=frozenset(chunk), status=old).update(
-                    **fields
-                )
+                # By id alone: the rows are locked (read above FOR UPDATE in
+                # ``old``; SQLite's IMMEDIATE transaction) and cannot have
+                # moved. ``AND status = old`` let PostgreSQL, with statistics
+                # from before the send (every message queued), take it for
+                # the selective part and scan an index of every sent message
+                # for each chunk instead of looking the ids up by primary key.
+                done = Message.objects.filter(pk__anyof=frozenset(chunk)).update(**fields)
                 if done != len(chunk):  # pragma: no cover - rows are locked above
-                    # We cannot tell which rows moved, so neither their counters
-                    # nor their refunds can be right: undo the whole call.
+                    # A row gone: neither the counters nor the refunds of this
+                    # call can be right, so undo the whole call.
                     raise RuntimeError(
                         f"status apply on account {account.pk}: only {done} of {len(chunk)} "
-                        f"messages were still {old}; nothing applied, the reports can be "
+                        f"{old} messages were found; nothing applied, the reports can be "
                         "applied again."
                     )
                 for pk in chunk:
@@ -361,9 +366,9 @@ def statuses_apply(*, account: ProviderAccount, updates: list[StatusUpdate]) -> 
             counts["applied"] += len(pks)
             if refund:
                 refunds.extend(pks)
-        for (old, raw_status, error_code, raw_error), pks in raw_groups.items():
+        for (_old, raw_status, error_code, raw_error), pks in raw_groups.items():
             for chunk in _chunks(pks):
-                Message.objects.filter(pk__anyof=frozenset(chunk), status=old).update(
+                Message.objects.filter(pk__anyof=frozenset(chunk)).update(  # locked, as above
                     raw_status=raw_status,
                     error_code=error_code,
                     raw_error=raw_error,
