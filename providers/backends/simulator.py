@@ -436,12 +436,17 @@ class SimulatorBackend(SmsBackend):
         remembered: dict[str, dict] = {}
         replies: list[dict] = []
         cost = Decimal(0)
+        # Bodies repeat (one text, or a few names): measured once per call.
+        segments_of: dict[str, int] = {}
+        may_refuse = bool(cfg.fail_numbers or optouts)
         for sms in payload:
-            refusal = self._refusal(sms, optouts)
+            refusal = self._refusal(sms, optouts) if may_refuse else None
             if refusal is not None:
                 results.append(refusal)
                 continue
-            segments = _segments(sms.body)
+            segments = segments_of.get(sms.body)
+            if segments is None:
+                segments = segments_of[sms.body] = _segments(sms.body)
             charged = segments * self._rate(sms.to)
             scheduled = sms.send_at is not None and sms.send_at.timestamp() > now
             send_time = sms.send_at.timestamp() if scheduled else now
@@ -465,7 +470,7 @@ class SimulatorBackend(SmsBackend):
                 "provider_ref": provider_ref,
                 "to": sms.to,
             }
-            if self._rand(digest, "reply") < cfg.reply_rate:
+            if cfg.reply_rate and self._rand(digest, "reply") < cfg.reply_rate:
                 replies.append(
                     {
                         "provider_ref": provider_ref,
