@@ -11,6 +11,10 @@ report's hot paths only; the result is the same set of rows as ``__in``.
 
 Pass a (frozen)set there: ``filter()`` walks a list or tuple value by value
 looking for expressions to resolve (about 1 µs each, 7 % of a status apply).
+
+The array goes as its text literal (:func:`array_literal`), built here:
+psycopg's list dumper is Python, value by value (1.1 ms for 2,000 ids and
+2.6 ms for 2,000 provider ids, against 0.18 and 0.27 ms).
 """
 
 from __future__ import annotations
@@ -51,9 +55,23 @@ class AnyOf(In):
             return super().as_sql(compiler, connection)
         field = self.lhs.output_field
         if field.get_internal_type() in PLAIN:
-            prepared = values
+            prepared = array_literal(values)
         else:
             prepared = [field.get_db_prep_value(v, connection, prepared=False) for v in values]
         # An auto key's own type is "bigserial"-like; its values are bigint.
         db_type = field.rel_db_type(connection) if field.primary_key else field.db_type(connection)
         return f"{lhs} = ANY(CAST(%s AS {db_type}[]))", [*lhs_params, prepared]
+
+
+def array_literal(values) -> str:
+    """PostgreSQL's text form of a one-dimensional array of ``values``
+    (integers, or anything else as its ``str``), for ``CAST(%s AS type[])``:
+    integers as they are, every other element double-quoted with backslash
+    and double quote escaped, so commas, braces, spaces, quotes and the word
+    NULL stay text. No NULL elements (callers drop ``None``)."""
+    values = list(values)
+    if all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return (
+        '{"' + '","'.join(str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values) + '"}'
+    )

@@ -74,3 +74,35 @@ def test_anyof_sends_one_array_parameter_on_postgresql(messages):
         list(Message.objects.filter(pk__anyof=[r.pk for r in rows]).values_list("pk"))
     sql = queries.captured_queries[0]["sql"]
     assert "= ANY(CAST(" in sql and "bigint[]" in sql and " IN (" not in sql
+
+
+#: Text an array literal must keep as it is.
+TRICKY = ['a"b', "c\\d", "x,y", "{z}", "o'k", "NULL", " spaced ", "Zoë 😀", '\\"', ""]
+
+
+def test_anyof_matches_tricky_text_exactly(messages):
+    rows, _ = messages
+    for row, ref in zip(rows, TRICKY, strict=True):
+        Message.objects.filter(pk=row.pk).update(provider_ref=ref)
+    for values in (TRICKY, TRICKY[:3], ["NULL"], ['"'], ["\\"], ["nope", "x,y"]):
+        expected = set(Message.objects.filter(provider_ref__in=values).values_list("pk", flat=True))
+        got = set(
+            Message.objects.filter(provider_ref__anyof=frozenset(values)).values_list(
+                "pk", flat=True
+            )
+        )
+        assert got == expected, values
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's array literals")
+def test_array_literal_round_trips_through_postgresql():
+    from smsoffice.lookups import array_literal
+
+    with connection.cursor() as cursor:
+        for values, db_type in (
+            (TRICKY, "varchar(100)"),
+            ([1, 2, 10**12], "bigint"),
+            ([], "bigint"),
+        ):
+            cursor.execute(f"SELECT CAST(%s AS {db_type}[])", [array_literal(values)])
+            assert cursor.fetchone()[0] == values

@@ -41,6 +41,7 @@ from providers.backends.base import (
     batch_stop_error,
 )
 from providers.services import CreditError
+from smsoffice.lookups import array_literal
 
 logger = logging.getLogger("campaigns.engine")
 
@@ -538,7 +539,9 @@ def id_ref_source(ids: list[int], refs: list[str]) -> tuple[str, list, str, str]
     elsewhere a ``VALUES`` list."""
     if connection.vendor == "postgresql":
         source = "unnest(CAST(%s AS bigint[]), CAST(%s AS varchar(100)[])) AS v(id, ref)"
-        return source, [list(ids), list(refs)], "v.id", "v.ref"
+        # Text literals built here (smsoffice.lookups.array_literal), not
+        # lists for psycopg's per-value dumper.
+        return source, [array_literal(ids), array_literal(refs)], "v.id", "v.ref"
     rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS varchar(100)))"] * len(ids))
     params = [x for pair in zip(ids, refs, strict=True) for x in pair]
     return f"(VALUES {rows}) AS v", params, "v.column1", "v.column2"

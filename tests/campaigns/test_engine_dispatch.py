@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -543,3 +544,20 @@ def test_a_large_plan_refreshes_postgresql_statistics(sending, monkeypatch, cloc
     assert estimated_rows() == before  # under ANALYZE_AFTER: left to autovacuum
     campaign_plan(campaign_id=large.pk)
     assert estimated_rows() == Message.objects.count() == 45
+
+
+def test_provider_ids_are_recorded_exactly_whatever_they_contain(sending):
+    tricky = ['a"b', "c\\d", "x,y", "{z}", "o'k", "NULL", " spaced ", "Zoë", '\\"', "p"]
+
+    class OddIds(RecordingBackend):
+        def _accept(self, batch):
+            return [
+                dataclasses.replace(result, provider_ref=f"{tricky[n % len(tricky)]}{n}")
+                for n, result in enumerate(super()._accept(batch))
+            ]
+
+    campaign = sending(60)
+    assert campaign_dispatch(campaign_id=campaign.pk, backend=OddIds()).state == "done"
+    refs = sorted(Message.objects.filter(campaign=campaign).values_list("provider_ref", flat=True))
+    expected = sorted(f"{tricky[n % len(tricky)]}{n}" for size in (50, 10) for n in range(size))
+    assert refs == expected
