@@ -101,7 +101,7 @@ class Applier:
             .order_by("id")
             .values_list(
                 "id", "phone", "first_name", "last_name", "email", "custom_fields", "list_ids"
-            )[: common.CHUNK_ROWS]
+            )[: common.chunk_rows()]
         )
 
     def next_chunk(self) -> bool:
@@ -232,7 +232,7 @@ def undo(job: ImportJob) -> None:
         chunk = list(
             changes.order_by("-id").values_list(
                 "id", "contact_id", "created", "previous", "lists_added"
-            )[: common.CHUNK_ROWS]
+            )[: common.chunk_rows()]
         )
         if not chunk:
             return

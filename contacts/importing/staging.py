@@ -163,9 +163,10 @@ class Stager:
         ]
         self.custom_at = self.known.get("custom_fields")
         self.lists_at = self.known.get("lists")
+        chunk = common.chunk_rows()
         for line, cells in self.table.rows:
             self.row(line, cells)
-            if len(self.rows) + len(self.issues) >= common.CHUNK_ROWS:
+            if len(self.rows) + len(self.issues) >= chunk:
                 self.flush()
         self.flush(force=True)
 
@@ -323,7 +324,7 @@ def report_duplicates(job: ImportJob) -> None:
         common.add_issues(job, issues)
         batch.clear()
 
-    for group in groups.iterator(chunk_size=common.CHUNK_ROWS):
+    for group in groups.iterator(chunk_size=common.chunk_rows()):
         batch[group["phone"]] = group["first"]
         if len(batch) >= 500:
             flush()

@@ -214,6 +214,7 @@ def test_cancel_before_confirming_leaves_nothing():
 
 def test_cancel_while_reading_leaves_nothing(monkeypatch):
     monkeypatch.setattr(common, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 2)
     job = services.import_create(
         upload=upload(b"phone\n" + b"".join(b"04001234%02d\n" % i for i in range(10))), user=None
     )
@@ -240,6 +241,7 @@ def test_cancel_while_applying_undoes_everything(monkeypatch):
     before = _contacts()
     memberships = set(ListMembership.objects.values_list("contact_id", "contact_list_id"))
     monkeypatch.setattr(common, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 3)
     rows = b"".join(b"04001234%02d,New,VIP,x\n" % i for i in range(10))
     job = stage(b"phone,first_name,lists,extra\n" + rows)
     assert job.status == S.READY and job.rows_new == 9
@@ -263,6 +265,7 @@ def test_cancel_while_applying_undoes_everything(monkeypatch):
 
 def test_an_error_while_applying_undoes_what_was_applied(monkeypatch):
     monkeypatch.setattr(common, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 2)
     job = stage(b"phone\n0400123456\n0400123457\n0400123458\n")
     import_confirm(job=job, user=None)
     real_apply = Applier.apply
@@ -282,6 +285,7 @@ def test_an_error_while_applying_undoes_what_was_applied(monkeypatch):
 
 def test_apply_resumes_after_a_time_slice_without_applying_twice(monkeypatch):
     monkeypatch.setattr(common, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 2)
     monkeypatch.setattr(services, "_enqueue", lambda task, job_id: None)
     job = stage(b"phone\n0400123456\n0400123457\n0400123458\n")
     import_confirm(job=job, user=None)
@@ -295,6 +299,7 @@ def test_apply_resumes_after_a_time_slice_without_applying_twice(monkeypatch):
 
 def test_issue_report_is_capped_per_chunk_not_held_in_memory(monkeypatch):
     monkeypatch.setattr(common, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 5)
     job = stage(b"phone\n" + b"bad\n" * 23)
     assert job.status == S.INVALID
     assert ImportIssue.objects.filter(job=job).count() == job.issues_total == 23

@@ -43,6 +43,7 @@ def test_many_statements_a_chunk_give_the_same_contacts_lists_and_undo(monkeypat
     # the undo takes everything back.
     monkeypatch.setattr(common, "SQLITE_PARAMETERS", 12)
     monkeypatch.setattr(common, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 7)
     vip = ContactList.objects.create(name="VIP")
     news = ContactList.objects.create(name="News")
     kept = Contact.objects.create(phone="+61400123403", first_name="Kept", email="k@example.com")
@@ -73,6 +74,7 @@ def test_undo_after_chunked_apply_restores_everything(monkeypatch):
 
     monkeypatch.setattr(common, "SQLITE_PARAMETERS", 12)
     monkeypatch.setattr(common, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 4)
     vip = ContactList.objects.create(name="VIP")
     old = Contact.objects.create(
         phone="+61400123401", first_name="Old", last_name="O", custom_fields={"k": "v", "a": 1}
@@ -117,6 +119,7 @@ def test_postgresql_reads_a_staged_chunk_by_index_not_by_sorting_the_job(monkeyp
     if connection.vendor != "postgresql":
         pytest.skip("a PostgreSQL planner question")
     monkeypatch.setattr(common, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(common, "CHUNK_ROWS_POSTGRESQL", 50)
     rows = b"".join(b"04%08d\n" % i for i in range(30000))
     job = stage(b"phone\n" + rows)
     assert job.status == S.READY, issues(job)
