@@ -68,7 +68,7 @@ def _scratch() -> list[str]:
         if connection.vendor == "postgresql":
             cursor.execute(f"CREATE TABLE {SCRATCH} (LIKE {quote(table)} INCLUDING ALL)")
             # LIKE leaves the foreign keys out; the server checks them on
-            # every row it inserts (~40 % of a COPY into the messages), so
+            # every row it inserts (~35 % of a COPY into the messages at 1M), so
             # the limit has them too, as SQLite's copy of the DDL has.
             cursor.execute(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint "

@@ -111,7 +111,7 @@ def _plan_two_phases(
 PLAN_COPY_CHUNK = 10_000
 #: PostgreSQL: threads COPYing chunks side by side, each on its own
 #: connection. One was the bottleneck: the server checks both foreign keys of
-#: every row it inserts (~40 % of a COPY into the messages), on one core,
+#: every row it inserts (~35 % of a COPY into the messages at 1M), on one core,
 #: while the renderer waited for room in the queue.
 PLAN_WRITERS = 2
 #: Rendered chunks waiting for a writer (bounds memory: 4 chunks).
