@@ -309,7 +309,6 @@ def _dispatch(
             _loop(
                 run,
                 campaign=campaign,
-                token=token,
                 heartbeat=heartbeat,
                 backend=backend,
                 deadline=started + time_budget,
@@ -346,7 +345,6 @@ def _loop(
     run: DispatchRun,
     *,
     campaign: Campaign,
-    token,
     heartbeat: Heartbeat,
     backend,
     deadline: float,
