@@ -251,3 +251,23 @@ def assert_campaign_consistent(campaign: Campaign) -> None:
     ).aggregate(r=Sum("reserved_change"), a=Sum("amount"))
     assert campaign.credits_reserved == (ledger["r"] or Decimal("0"))
     assert campaign.credits_charged == -(ledger["a"] or Decimal("0"))
+
+
+@pytest.fixture
+def account(make_account):
+    """An account with credit and no rate limits (the engine tests' default)."""
+    return make_account(balance=Decimal("1000"), requests_per_second=0, messages_per_second=0)
+
+
+@pytest.fixture
+def sending(account, superuser, enqueued, clock):
+    """``sending(n, **fields)``: a campaign of ``n`` new recipients (120 by
+    default) on ``account``, sent (scheduled now, not planned yet)."""
+    from campaigns.services import campaign_send_now
+
+    def make(n: int = 120, **kwargs) -> Campaign:
+        campaign = make_campaign(account=account, phones=new_phones(n), **kwargs)
+        campaign_send_now(campaign=campaign, user=superuser)
+        return campaign
+
+    return make

@@ -41,23 +41,6 @@ S = Message.Status
 C = Campaign.Status
 
 
-@pytest.fixture
-def account(make_account):
-    return make_account(balance=Decimal("1000"), requests_per_second=0, messages_per_second=0)
-
-
-@pytest.fixture
-def sending(account, superuser, enqueued, clock):
-    """A campaign of 120 recipients, sent (scheduled now, not planned yet)."""
-
-    def make(n: int = 120, **kwargs) -> Campaign:
-        campaign = make_campaign(account=account, phones=new_phones(n), **kwargs)
-        campaign_send_now(campaign=campaign, user=superuser)
-        return campaign
-
-    return make
-
-
 def statuses(campaign) -> dict[str, int]:
     from collections import Counter
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import uuid
-from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -16,27 +15,11 @@ from campaigns.engine import campaign_dispatch
 from campaigns.engine import lease as engine_lease
 from campaigns.engine import run as engine_run
 from campaigns.models import Campaign, Message
-from campaigns.services import campaign_send_now
-from tests.campaigns.engine_helpers import RecordingBackend, make_campaign, new_phones
+from tests.campaigns.engine_helpers import RecordingBackend
 
 pytestmark = pytest.mark.django_db
 
 HEARTBEAT = engine_lease.HEARTBEAT
-
-
-@pytest.fixture
-def account(make_account):
-    return make_account(balance=Decimal("1000"), requests_per_second=0, messages_per_second=0)
-
-
-@pytest.fixture
-def sending(account, superuser, enqueued, clock):
-    def make(n: int) -> Campaign:
-        campaign = make_campaign(account=account, phones=new_phones(n))
-        campaign_send_now(campaign=campaign, user=superuser)
-        return campaign
-
-    return make
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from campaigns.engine import campaign_dispatch
 from campaigns.engine import plan as engine_plan
 from campaigns.engine import run as engine_run
 from campaigns.models import Campaign, Message
-from campaigns.services import campaign_pause, campaign_send_now
+from campaigns.services import campaign_pause
 from providers.backends.base import (
     Capability,
     DeliveryStatus,
@@ -27,8 +27,6 @@ from tests.campaigns.engine_helpers import (
     RecordingBackend,
     assert_books_balance,
     assert_campaign_consistent,
-    make_campaign,
-    new_phones,
     timeout_error,
 )
 
@@ -36,21 +34,6 @@ pytestmark = pytest.mark.django_db
 
 S = Message.Status
 C = Campaign.Status
-
-
-@pytest.fixture
-def account(make_account):
-    return make_account(balance=Decimal("1000"), requests_per_second=0, messages_per_second=0)
-
-
-@pytest.fixture
-def sending(account, superuser, enqueued, clock):
-    def make(n: int = 120, **kwargs) -> Campaign:
-        campaign = make_campaign(account=account, phones=new_phones(n), **kwargs)
-        campaign_send_now(campaign=campaign, user=superuser)
-        return campaign
-
-    return make
 
 
 def test_no_claim_after_a_pause_recorded_while_waiting_for_the_rate_limit(
